@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/contactstop/contactstop/store"
+)
+
+func newContactsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "contacts",
+		Short: "Write, read, list and seed contacts in the state store",
+	}
+	cmd.AddCommand(newContactsPutCmd(), newContactsGetCmd(), newContactsListCmd(), newContactsSeedCmd())
+	return cmd
+}
+
+// contactFlags are the record fields settable from the command line.
+type contactFlags struct {
+	state, queue, channel string
+}
+
+func (f *contactFlags) register(cmd *cobra.Command, defaultQueue string) {
+	cmd.Flags().StringVar(&f.state, "state", string(store.StateQueued), "state: INITIATED, QUEUED, CONNECTED, ON_HOLD or ENDED")
+	cmd.Flags().StringVar(&f.queue, "queue", defaultQueue, "queue id")
+	cmd.Flags().StringVar(&f.channel, "channel", string(store.ChannelVoice), "channel: VOICE, CHAT, EMAIL, SMS, VOICEMAIL or WORK_ITEM")
+}
+
+func (f *contactFlags) template(instanceID string) (store.Contact, error) {
+	state, err := store.ParseState(f.state)
+	if err != nil {
+		return store.Contact{}, fmt.Errorf("--state: %w", err)
+	}
+	channel, err := store.ParseChannel(f.channel)
+	if err != nil {
+		return store.Contact{}, fmt.Errorf("--channel: %w", err)
+	}
+	now := time.Now().UTC()
+	c := store.Contact{InstanceID: instanceID, State: state, QueueID: f.queue, Channel: channel, UpdatedAt: now}
+	if state == store.StateQueued {
+		c.EnqueuedAt = now
+	}
+	return c, nil
+}
+
+// ensureInstance registers the instance unless it is known already.
+func ensureInstance(ctx context.Context, st *store.KV, instanceID string) error {
+	ok, err := st.InstanceExists(ctx, instanceID)
+	if err != nil || ok {
+		return err
+	}
+	_, err = st.PutInstance(ctx, store.Instance{InstanceID: instanceID})
+	return err
+}
+
+func newContactsPutCmd() *cobra.Command {
+	var (
+		o                     clientOptions
+		f                     contactFlags
+		instanceID, contactID string
+	)
+	cmd := &cobra.Command{
+		Use:   "put --instance I --contact C [--state S] [--queue Q] [--channel CH]",
+		Short: "Write one contact (registering its instance)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			c, err := f.template(instanceID)
+			if err != nil {
+				return err
+			}
+			c.ContactID = contactID
+			cl, err := o.connect("contacts put")
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			st, err := cl.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			if err := ensureInstance(ctx, st, instanceID); err != nil {
+				return err
+			}
+			c, err = st.PutContact(ctx, c)
+			if err != nil {
+				return err
+			}
+			return printContact(cmd.OutOrStdout(), c, o.json)
+		},
+	}
+	o.register(cmd)
+	f.register(cmd, "default")
+	cmd.Flags().StringVar(&instanceID, "instance", "", "instance (required)")
+	cmd.Flags().StringVar(&contactID, "contact", "", "contact id (required)")
+	_ = cmd.MarkFlagRequired("instance")
+	_ = cmd.MarkFlagRequired("contact")
+	return cmd
+}
+
+func newContactsGetCmd() *cobra.Command {
+	var (
+		o                     clientOptions
+		instanceID, contactID string
+	)
+	cmd := &cobra.Command{
+		Use:   "get --instance I --contact C",
+		Short: "Read one contact",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			cl, err := o.connect("contacts get")
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			st, err := cl.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			c, err := st.GetContact(ctx, instanceID, contactID)
+			if err != nil {
+				return err
+			}
+			return printContact(cmd.OutOrStdout(), c, o.json)
+		},
+	}
+	o.register(cmd)
+	cmd.Flags().StringVar(&instanceID, "instance", "", "instance (required)")
+	cmd.Flags().StringVar(&contactID, "contact", "", "contact id (required)")
+	_ = cmd.MarkFlagRequired("instance")
+	_ = cmd.MarkFlagRequired("contact")
+	return cmd
+}
+
+func printContact(out io.Writer, c store.Contact, asJSON bool) error {
+	if asJSON {
+		return printJSON(out, c)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.Format(time.RFC3339Nano)
+	}
+	row("contactId", c.ContactID)
+	row("instanceId", c.InstanceID)
+	row("state", string(c.State))
+	row("queueId", c.QueueID)
+	row("channel", string(c.Channel))
+	row("enqueuedAt", ts(c.EnqueuedAt))
+	row("updatedAt", ts(c.UpdatedAt))
+	row("endedAt", ts(c.EndedAt))
+	row("endedBy", c.EndedBy)
+	row("previousState", string(c.PreviousState))
+	row("disconnectReason", c.DisconnectReason)
+	row("revision", strconv.FormatUint(c.Revision, 10))
+	return tw.Flush()
+}
+
+func newContactsListCmd() *cobra.Command {
+	var (
+		o          clientOptions
+		instanceID string
+	)
+	cmd := &cobra.Command{
+		Use:   "list --instance I",
+		Short: "List an instance's contacts (one JSON object per line with --json)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			cl, err := o.connect("contacts list")
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			st, err := cl.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			if !o.json {
+				fmt.Fprintln(tw, "CONTACT\tSTATE\tQUEUE\tCHANNEL\tUPDATED")
+			}
+			n := 0
+			err = st.ListContacts(ctx, instanceID, func(c store.Contact) error {
+				n++
+				if o.json {
+					return writeJSONLine(out, c)
+				}
+				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ContactID, c.State, c.QueueID, c.Channel, c.UpdatedAt.Format(time.RFC3339))
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if o.json {
+				return nil
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.ErrOrStderr(), "%d contacts\n", n)
+			return err
+		},
+	}
+	o.register(cmd)
+	cmd.Flags().StringVar(&instanceID, "instance", "", "instance (required)")
+	_ = cmd.MarkFlagRequired("instance")
+	return cmd
+}
+
+func newContactsSeedCmd() *cobra.Command {
+	var (
+		o          clientOptions
+		f          contactFlags
+		instanceID string
+		count      int
+		prefix     string
+		start      int
+	)
+	cmd := &cobra.Command{
+		Use:   "seed --instance I --count N [--queue Q] [--state S] [--channel CH] [--prefix P] [--start K]",
+		Short: "Register an instance and write N synthetic contacts named P<K> … P<K+N-1>",
+		Example: `  contactstop contacts seed --instance acme --count 10000 --queue billing
+  contactstop contacts seed --instance acme --count 500 --state CONNECTED --prefix agent- --start 100`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if count < 1 {
+				return fmt.Errorf("--count must be at least 1, got %d", count)
+			}
+			if start < 0 {
+				return fmt.Errorf("--start must not be negative, got %d", start)
+			}
+			tmpl, err := f.template(instanceID)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			cl, err := o.connect("contacts seed")
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			st, err := cl.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			if err := ensureInstance(ctx, st, instanceID); err != nil {
+				return err
+			}
+			bar := progressbar.NewOptions(count,
+				progressbar.OptionSetWriter(os.Stderr),
+				progressbar.OptionSetDescription("seeding"),
+				progressbar.OptionShowCount(),
+				progressbar.OptionShowIts(),
+				progressbar.OptionSetVisibility(!o.json && isTerminal(os.Stderr)),
+				progressbar.OptionClearOnFinish(),
+			)
+			began := time.Now()
+			contacts := iter.Seq[store.Contact](func(yield func(store.Contact) bool) {
+				for i := range count {
+					c := tmpl
+					c.ContactID = prefix + strconv.Itoa(start+i)
+					if !yield(c) {
+						return
+					}
+					_ = bar.Add(1)
+				}
+			})
+			n, err := st.SeedContacts(ctx, contacts)
+			_ = bar.Finish()
+			if err != nil {
+				return fmt.Errorf("seeded %d contacts, then: %w", n, err)
+			}
+			took := time.Since(began)
+			if o.json {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"instanceId": instanceID, "seeded": n, "seconds": took.Seconds()})
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "seeded %d contacts in %s (%s%d … %s%d) in %.2fs\n",
+				n, instanceID, prefix, start, prefix, start+n-1, took.Seconds())
+			return err
+		},
+	}
+	o.register(cmd)
+	f.register(cmd, "default")
+	cmd.Flags().StringVar(&instanceID, "instance", "", "instance (required)")
+	cmd.Flags().IntVar(&count, "count", 0, "number of contacts (required)")
+	cmd.Flags().StringVar(&prefix, "prefix", "c", "contact id prefix")
+	cmd.Flags().IntVar(&start, "start", 0, "first number")
+	_ = cmd.MarkFlagRequired("instance")
+	_ = cmd.MarkFlagRequired("count")
+	return cmd
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,110 @@
+// Command contactstop runs the contact-termination worker (serve) and the
+// client commands that feed and inspect it. main is wiring only: the work is
+// in the events, store and worker packages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// exitError carries a specific exit code (for example 2 when a waited-for
+// request ended in a failure result) without printing usage.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	root := newRootCmd()
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "contactstop:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "contactstop",
+		Short: "Stop contact-center contacts, one or thousands at a time, over NATS JetStream",
+		Long: `contactstop terminates contact-center contacts on request.
+
+Publishers send contact.stop.requested messages to NATS JetStream; the worker
+(contactstop serve) ends each contact idempotently in a JetStream key-value
+store and publishes contact.stopped or contact.stop.failed with a reason code.
+
+Every flag can also be set with an environment variable: CONTACTSTOP_ and the
+flag name in upper case with dashes as underscores (--nats-url is
+CONTACTSTOP_NATS_URL). A flag given on the command line wins.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd.Flags())
+		},
+	}
+	root.AddCommand(
+		newServeCmd(),
+		newStopCmd(),
+		newContactsCmd(),
+		newInstancesCmd(),
+		newVersionCmd(),
+	)
+	return root
+}
+
+// envName is the environment variable that sets a flag.
+func envName(flag string) string {
+	return "CONTACTSTOP_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable, if that is set.
+func applyEnv(flags *pflag.FlagSet) error {
+	var errs []error
+	flags.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" {
+			return
+		}
+		v, ok := os.LookupEnv(envName(f.Name))
+		if !ok {
+			return
+		}
+		if err := flags.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newVersionCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"version": version})
+			}
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "contactstop", version)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/contactstop/contactstop/internal/embedded"
+	"github.com/contactstop/contactstop/store"
+	"github.com/contactstop/contactstop/worker"
+)
+
+type serveOptions struct {
+	natsURL         string
+	dataDir         string
+	listen          string
+	syncAlways      bool
+	topology        worker.TopologyConfig
+	worker          worker.Config
+	shutdownTimeout time.Duration
+	dev             bool
+	logLevel        string
+}
+
+func newServeCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the worker (with an embedded NATS server unless --nats-url is given)",
+		Long: `Run the contactstop worker.
+
+With no --nats-url, an embedded NATS server with JetStream starts in this
+process (files under --data-dir, clients on --listen) and the worker uses it.
+With --nats-url, the worker joins an existing server or cluster; any number of
+serve processes share the work.
+
+At start the streams, the durable consumer and the key-value buckets are
+created or updated. SIGINT or SIGTERM stops pulling, finishes in-flight
+requests (handing back any left at --shutdown-timeout) and exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runServe(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.natsURL, "nats-url", "", "NATS server or cluster to use; empty starts the embedded server")
+	f.StringVar(&o.dataDir, "data-dir", "./data", "embedded server: JetStream storage directory")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "embedded server: client listen address")
+	f.BoolVar(&o.syncAlways, "sync-always", false, "embedded server: fsync every JetStream write before acknowledging it (survives OS crashes; slower)")
+	f.IntVar(&o.worker.Workers, "workers", 64, "requests handled concurrently by this process")
+	f.IntVar(&o.topology.MaxAckPending, "max-ack-pending", 1024, "consumer-wide limit of unacknowledged requests; at least 2×workers×replicas of serve")
+	f.DurationVar(&o.topology.AckWait, "ack-wait", 30*time.Second, "redeliver a request not acknowledged within this time")
+	f.IntVar(&o.worker.MaxDeliveries, "max-deliveries", 5, "deliveries before a request that keeps failing transiently ends as INTERNAL_ERROR and is dead-lettered")
+	f.DurationVar(&o.worker.RetryInitial, "retry-initial", 20*time.Millisecond, "first backoff interval for transient errors within a delivery")
+	f.DurationVar(&o.worker.RetryMax, "retry-max", time.Second, "largest backoff interval within a delivery")
+	f.DurationVar(&o.worker.RetryMaxElapsed, "retry-max-elapsed", 5*time.Second, "time spent retrying within one delivery before it is handed back with a delay")
+	f.DurationVar(&o.worker.RedeliveryDelay, "redelivery-delay", time.Second, "delay before the second delivery of a failing request; doubles per delivery")
+	f.DurationVar(&o.worker.RedeliveryDelayMax, "redelivery-delay-max", 30*time.Second, "largest delay between deliveries")
+	f.IntVar(&o.topology.Replicas, "replicas", 1, "replicas of the streams and buckets (3 on a cluster)")
+	f.DurationVar(&o.topology.DuplicateWindow, "duplicate-window", 2*time.Minute, "JetStream duplicate window of the requests and results streams")
+	f.DurationVar(&o.topology.MaxAge, "max-age", 7*24*time.Hour, "how long requests and results are kept")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, wait this long for in-flight requests")
+	f.BoolVar(&o.dev, "dev", false, "human-readable console logs instead of JSON")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func newLogger(dev bool, level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	if dev {
+		cfg = zap.NewDevelopmentConfig()
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	return cfg.Build()
+}
+
+func runServe(ctx context.Context, o serveOptions) error {
+	log, err := newLogger(o.dev, o.logLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	o.worker.MaxAckPending = o.topology.MaxAckPending
+	o.worker.AckWait = o.topology.AckWait
+	o.worker.Logger = log
+
+	opts := []nats.Option{
+		nats.Name("contactstop serve"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted()))
+		}),
+	}
+	url := o.natsURL
+	if url == "" {
+		srv, err := embedded.Start(embedded.Config{DataDir: o.dataDir, Listen: o.listen, SyncAlways: o.syncAlways, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		log.Info("embedded NATS server started", zap.String("listen", srv.ClientURL()), zap.String("data_dir", o.dataDir), zap.Bool("sync_always", o.syncAlways))
+		opts = append(opts, nats.InProcessServer(srv))
+	} else if o.syncAlways {
+		return errors.New("--sync-always applies to the embedded server; set sync_interval: always in your server's JetStream configuration instead")
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := worker.Provision(setupCtx, js, o.topology); err != nil {
+		return err
+	}
+	st, err := store.Open(setupCtx, js, store.Config{Replicas: o.topology.Replicas})
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(js, st, o.worker)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(setupCtx); err != nil {
+		return err
+	}
+	log.Info("serving", zap.String("nats", nc.ConnectedUrlRedacted()), zap.Int("workers", o.worker.Workers))
+
+	<-ctx.Done()
+	log.Info("shutting down: no new requests are pulled", zap.Duration("timeout", o.shutdownTimeout))
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancelStop()
+	if err := w.Stop(stopCtx); err != nil {
+		log.Warn("in-flight requests were handed back at the shutdown deadline", zap.Error(err))
+	}
+	// Send the last acknowledgements before the connection closes.
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		log.Warn("flushing the NATS connection", zap.Error(err))
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/contactstop/contactstop/events"
+	"github.com/contactstop/contactstop/worker"
+)
+
+func newStopCmd() *cobra.Command {
+	var (
+		o             clientOptions
+		req           events.StopRequest
+		wait          bool
+		traceparent   string
+		correlationID string
+	)
+	cmd := &cobra.Command{
+		Use:   "stop --instance I --contact C [--reason R] [--request-id ID] [--wait]",
+		Short: "Publish a request to stop one contact",
+		Long: `Publish one contact.stop.requested message.
+
+Without --wait it prints the request's identity once JetStream has stored it.
+With --wait it then waits for the request's result on the results stream and
+prints it; the exit code is 0 for contact.stopped and 2 for
+contact.stop.failed. Publishing the same --request-id again is idempotent: the
+result of the first request is printed.`,
+		Example: `  contactstop stop --instance acme --contact c-1 --wait
+  contactstop stop --instance acme --contact "call/42" --reason EMERGENCY --request-id r-42 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			c, err := o.connect("stop")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return runStop(ctx, cmd.OutOrStdout(), c, o, req, wait, traceparent, correlationID)
+		},
+	}
+	o.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&req.InstanceID, "instance", "", "instance (tenant) of the contact (required)")
+	f.StringVar(&req.ContactID, "contact", "", "contact to stop (required)")
+	f.StringVar(&req.DisconnectReason, "reason", "", "disconnect reason recorded on the contact")
+	f.StringVar(&req.RequestID, "request-id", "", "idempotency key; a random one when empty")
+	f.StringVar(&req.SecurityUser, "token", "", "security-user token, when authorization is on")
+	f.BoolVar(&wait, "wait", false, "wait for the result and print it; exit 2 if the request failed")
+	f.StringVar(&traceparent, "traceparent", "", "W3C traceparent header to pass on to the result")
+	f.StringVar(&correlationID, "correlation-id", "", "Correlation-Id header to pass on to the result")
+	_ = cmd.MarkFlagRequired("instance")
+	_ = cmd.MarkFlagRequired("contact")
+	return cmd
+}
+
+func runStop(ctx context.Context, out io.Writer, c *client, o clientOptions, req events.StopRequest, wait bool, traceparent, correlationID string) error {
+	var opts []events.PublishOption
+	if traceparent != "" {
+		opts = append(opts, events.WithTraceparent(traceparent))
+	}
+	if correlationID != "" {
+		opts = append(opts, events.WithCorrelationID(correlationID))
+	}
+	// Open the results cursor before publishing, so the result cannot slip
+	// past between the two.
+	var results *resultWaiter
+	if wait {
+		var err error
+		if results, err = newResultWaiter(ctx, c.js, req.InstanceID); err != nil {
+			return err
+		}
+	}
+	receipt, err := events.NewPublisher(c.js).Stop(ctx, req, opts...)
+	if err != nil {
+		return fmt.Errorf("publish request: %w", err)
+	}
+	if !wait {
+		if o.json {
+			return printJSON(out, receipt)
+		}
+		dup := ""
+		if receipt.Duplicate {
+			dup = " (duplicate of an earlier request: not stored again)"
+		}
+		_, err := fmt.Fprintf(out, "request %s published as %s #%d%s\n", receipt.RequestID, receipt.Stream, receipt.Sequence, dup)
+		return err
+	}
+	res, err := results.find(ctx, receipt, req.ContactID)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		if err := printResult(out, res); err != nil {
+			return err
+		}
+	} else if res.Stopped != nil {
+		s := res.Stopped
+		fmt.Fprintf(out, "stopped contact %q of %s (was %s) by request %s at %s\n",
+			s.ContactID, s.InstanceID, s.PreviousState, s.RequestID, s.StoppedAt.Format(time.RFC3339))
+	} else {
+		f := res.Failed
+		fmt.Fprintf(out, "request %s failed: %s: %s (retryable: %t)\n", f.RequestID, f.ReasonCode, f.Message, f.Retryable)
+	}
+	if res.Failed != nil {
+		return &exitError{code: 2, err: fmt.Errorf("request %s failed with %s", res.Failed.RequestID, res.Failed.ReasonCode)}
+	}
+	return nil
+}
+
+func printResult(out io.Writer, res events.Result) error {
+	if res.Stopped != nil {
+		return printJSON(out, res.Stopped)
+	}
+	return printJSON(out, res.Failed)
+}
+
+// resultWaiter finds one request's result on the results stream.
+type resultWaiter struct {
+	js       jetstream.JetStream
+	subjects []string
+	startSeq uint64
+	window   time.Duration
+}
+
+func newResultWaiter(ctx context.Context, js jetstream.JetStream, instanceID string) (*resultWaiter, error) {
+	rs, err := js.Stream(ctx, worker.StreamResults)
+	if err != nil {
+		return nil, fmt.Errorf("results stream (has contactstop serve run against this server?): %w", err)
+	}
+	req, err := js.Stream(ctx, worker.StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("requests stream: %w", err)
+	}
+	return &resultWaiter{
+		js:       js,
+		subjects: []string{events.StoppedSubject(instanceID), events.StopFailedSubject(instanceID)},
+		startSeq: rs.CachedInfo().State.LastSeq + 1,
+		window:   req.CachedInfo().Config.Duplicates,
+	}, nil
+}
+
+// find waits for the result of the published request. For a duplicate
+// publication the original request was published within the duplicate
+// window, so its result is searched from that far back.
+func (rw *resultWaiter) find(ctx context.Context, receipt events.Receipt, contactID string) (events.Result, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: rw.subjects}
+	if receipt.Duplicate {
+		start := time.Now().Add(-rw.window - time.Minute)
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	} else {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, rw.startSeq
+	}
+	cons, err := rw.js.OrderedConsumer(ctx, worker.StreamResults, cfg)
+	if err != nil {
+		return events.Result{}, fmt.Errorf("read results: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return events.Result{}, fmt.Errorf("read results: %w", err)
+	}
+	defer it.Stop()
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return events.Result{}, fmt.Errorf("no result for request %s yet (is contactstop serve running?): %w", receipt.RequestID, err)
+			}
+			return events.Result{}, fmt.Errorf("read results: %w", err)
+		}
+		res, err := events.DecodeResult(msg.Subject(), msg.Data())
+		if err == nil && res.RequestID() == receipt.RequestID && resultContact(res) == contactID {
+			return res, nil
+		}
+	}
+}
+
+func resultContact(res events.Result) string {
+	if res.Stopped != nil {
+		return res.Stopped.ContactID
+	}
+	return res.Failed.ContactID
+}

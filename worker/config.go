@@ -1,0 +1,113 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config configures a Worker. The zero value of every field means "use the
+// default" noted beside it; New fills the defaults in and validates.
+type Config struct {
+	// Workers is the number of requests handled concurrently by this
+	// process. Default 64.
+	Workers int
+	// MaxAckPending is the consumer's limit of delivered but unacknowledged
+	// requests, shared by every worker process on the consumer. It must be
+	// at least 2×Workers (the requests being handled plus one pull buffer);
+	// with several replicas it should be at least 2×Workers×replicas.
+	// Default 1024.
+	MaxAckPending int
+	// AckWait is how long the server waits for an acknowledgement before it
+	// redelivers a request to any worker. Default 30s.
+	AckWait time.Duration
+	// MaxDeliveries is how many deliveries a request that keeps failing
+	// with transient errors gets before it ends as INTERNAL_ERROR and is
+	// copied to the dead-letter stream. Default 5.
+	MaxDeliveries int
+	// RetryInitial, RetryMax and RetryMaxElapsed bound the exponential
+	// backoff (with jitter) applied to transient errors within one
+	// delivery. Defaults 20ms, 1s, 5s.
+	RetryInitial    time.Duration
+	RetryMax        time.Duration
+	RetryMaxElapsed time.Duration
+	// RedeliveryDelay is the delay of the first NakWithDelay after a
+	// delivery's retries are exhausted; it doubles with each delivery up to
+	// RedeliveryDelayMax. Defaults 1s and 30s.
+	RedeliveryDelay    time.Duration
+	RedeliveryDelayMax time.Duration
+	// Middleware wraps the request handler, outermost first, for concerns
+	// such as metrics and tracing. Panic recovery is always innermost-but-one
+	// and need not be added.
+	Middleware []Middleware
+	// Logger receives the worker's logs; it is named "worker". Default: no
+	// logging.
+	Logger *zap.Logger
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Workers == 0 {
+		c.Workers = 64
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = max(1024, 2*c.Workers)
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxDeliveries == 0 {
+		c.MaxDeliveries = 5
+	}
+	if c.RetryInitial == 0 {
+		c.RetryInitial = 20 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = time.Second
+	}
+	if c.RetryMaxElapsed == 0 {
+		c.RetryMaxElapsed = 5 * time.Second
+	}
+	if c.RedeliveryDelay == 0 {
+		c.RedeliveryDelay = time.Second
+	}
+	if c.RedeliveryDelayMax == 0 {
+		c.RedeliveryDelayMax = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every setting that is out of range.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("workers must be at least 1, got %d", c.Workers))
+	}
+	if c.MaxAckPending < 2*c.Workers {
+		errs = append(errs, fmt.Errorf("max ack pending (%d) must be at least 2×workers (%d)", c.MaxAckPending, 2*c.Workers))
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("ack wait must be at least 1s, got %s", c.AckWait))
+	}
+	if c.MaxDeliveries < 1 {
+		errs = append(errs, fmt.Errorf("max deliveries must be at least 1, got %d", c.MaxDeliveries))
+	}
+	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
+		errs = append(errs, fmt.Errorf("retry backoff must satisfy 0 < initial (%s) <= max (%s)", c.RetryInitial, c.RetryMax))
+	}
+	if c.RetryMaxElapsed <= 0 || c.RetryMaxElapsed >= c.AckWait {
+		errs = append(errs, fmt.Errorf("retry max elapsed (%s) must be positive and below ack wait (%s)", c.RetryMaxElapsed, c.AckWait))
+	}
+	if c.RedeliveryDelay <= 0 || c.RedeliveryDelayMax < c.RedeliveryDelay {
+		errs = append(errs, fmt.Errorf("redelivery delay must satisfy 0 < delay (%s) <= max (%s)", c.RedeliveryDelay, c.RedeliveryDelayMax))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,112 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/contactstop/contactstop/events"
+	"github.com/contactstop/contactstop/store"
+)
+
+// Handler decides the outcome of one request: a result (stopped or a
+// permanent failure) or an error, which the worker treats as transient and
+// redelivers until Config.MaxDeliveries is reached.
+type Handler func(ctx context.Context, req *Request) (events.Result, error)
+
+// Middleware wraps a Handler with a cross-cutting concern.
+type Middleware func(Handler) Handler
+
+// Store is the part of the state store the worker uses.
+type Store interface {
+	InstanceExists(ctx context.Context, instanceID string) (bool, error)
+	GetContact(ctx context.Context, instanceID, contactID string) (store.Contact, error)
+	EndContact(ctx context.Context, p store.EndContactParams) (store.EndContactResult, error)
+}
+
+// stop is the core handler: validate, check the instance, end the contact
+// by compare-and-set. Store errors other than the sentinels are retried
+// with backoff here and returned, as transient, when they persist.
+func (w *Worker) stop(ctx context.Context, req *Request) (events.Result, error) {
+	if req.Invalid != nil {
+		return req.failure(req.Invalid.Code, req.Invalid.Error()), nil
+	}
+	inst := req.Stop.InstanceID
+	var exists bool
+	err := w.retry(ctx, req, func() (err error) {
+		exists, err = w.store.InstanceExists(ctx, inst)
+		return err
+	})
+	if err != nil {
+		return events.Result{}, fmt.Errorf("look up instance: %w", err)
+	}
+	if !exists {
+		return req.failure(events.ReasonResourceNotFound, fmt.Sprintf("instance %q is not known", inst)), nil
+	}
+
+	var res store.EndContactResult
+	err = w.retry(ctx, req, func() (err error) {
+		res, err = w.store.EndContact(ctx, store.EndContactParams{
+			InstanceID:       inst,
+			ContactID:        req.Stop.ContactID,
+			RequestID:        req.Identity,
+			DisconnectReason: req.Stop.DisconnectReason,
+			At:               w.cfg.Now(),
+		})
+		if errors.Is(err, store.ErrContactNotFound) || errors.Is(err, store.ErrContactNotActive) {
+			return permanent(err)
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, store.ErrContactNotFound):
+		return req.failure(events.ReasonContactNotFound, "contact does not exist"), nil
+	case errors.Is(err, store.ErrContactNotActive):
+		return req.failure(events.ReasonContactNotFound, "contact is not active: it was already ended by another request"), nil
+	case err != nil:
+		return events.Result{}, fmt.Errorf("end contact: %w", err)
+	}
+	return stoppedResult(req, res.Contact), nil
+}
+
+// replayed reports the stopped result when the contact was already ended
+// by this very request (by an earlier delivery whose result may not have
+// been published), without changing anything.
+func (w *Worker) replayed(ctx context.Context, req *Request) (events.Result, bool) {
+	if req.Invalid != nil {
+		return events.Result{}, false
+	}
+	var c store.Contact
+	err := w.retry(ctx, req, func() (err error) {
+		c, err = w.store.GetContact(ctx, req.Stop.InstanceID, req.Stop.ContactID)
+		if errors.Is(err, store.ErrContactNotFound) {
+			return permanent(err)
+		}
+		return err
+	})
+	if err != nil || c.State != store.StateEnded || c.EndedBy != req.Identity {
+		return events.Result{}, false
+	}
+	return stoppedResult(req, c), true
+}
+
+func stoppedResult(req *Request, c store.Contact) events.Result {
+	return events.Result{Stopped: &events.Stopped{
+		RequestID:        req.Identity,
+		ContactID:        c.ContactID,
+		InstanceID:       c.InstanceID,
+		PreviousState:    string(c.PreviousState),
+		DisconnectReason: c.DisconnectReason,
+		StoppedAt:        c.EndedAt,
+	}}
+}
+
+// PanicError is a panic recovered while handling a request. It counts as a
+// failed delivery: the request is redelivered and, if it keeps panicking,
+// ends as INTERNAL_ERROR in the dead-letter stream.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic while handling request: %v", e.Value) }

@@ -1,0 +1,120 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contactstop/contactstop/events"
+)
+
+// Names of the JetStream resources contactstop owns. Other services read
+// the results stream; nothing but the worker should write it.
+const (
+	StreamRequests   = "CONTACT_STOP_REQUESTS"
+	StreamResults    = "CONTACT_STOP_RESULTS"
+	StreamDeadLetter = "CONTACT_STOP_DEADLETTER"
+	ConsumerName     = "contactstop-worker"
+)
+
+// TopologyConfig sizes the streams and the consumer.
+type TopologyConfig struct {
+	// Replicas of each stream (1 on a single server, 3 on a cluster).
+	// Default 1.
+	Replicas int
+	// DuplicateWindow is JetStream's deduplication window on the requests
+	// and results streams: a request or result published again with the
+	// same Nats-Msg-Id within it is dropped. Default 2m.
+	DuplicateWindow time.Duration
+	// MaxAge is how long requests and results are kept. Default 7 days.
+	// Dead letters are kept until removed by an operator.
+	MaxAge time.Duration
+	// The consumer settings; see Config.
+	AckWait       time.Duration
+	MaxAckPending int
+}
+
+func (c *TopologyConfig) setDefaults() {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 7 * 24 * time.Hour
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 1024
+	}
+}
+
+// Provision creates or updates, idempotently, the requests, results and
+// dead-letter streams and the worker's durable consumer. Every serve
+// process calls it at start; concurrent calls with the same configuration
+// are harmless.
+func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) error {
+	cfg.setDefaults()
+	if cfg.Replicas < 1 || cfg.Replicas > 5 {
+		return fmt.Errorf("replicas must be 1 to 5, got %d", cfg.Replicas)
+	}
+	if cfg.DuplicateWindow > cfg.MaxAge {
+		return errors.New("duplicate window must not exceed the streams' max age")
+	}
+	streams := []jetstream.StreamConfig{{
+		Name:        StreamRequests,
+		Description: "contactstop: requests to stop one contact",
+		Subjects:    []string{events.SubjectStopRequested, events.SubjectStopRequested + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		MaxAge:      cfg.MaxAge,
+		MaxMsgSize:  events.MaxMessageSize + 4096, // oversized bodies must reach the worker to be answered
+	}, {
+		Name:        StreamResults,
+		Description: "contactstop: contact.stopped and contact.stop.failed results",
+		Subjects:    []string{events.SubjectStopped + ".>", events.SubjectStopFailed, events.SubjectStopFailed + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		MaxAge:      cfg.MaxAge,
+	}, {
+		Name:        StreamDeadLetter,
+		Description: "contactstop: copies of requests that ended as INTERNAL_ERROR",
+		Subjects:    []string{events.SubjectDeadLetter + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+	}}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+		}
+	}
+	_, err := js.CreateOrUpdateConsumer(ctx, StreamRequests, jetstream.ConsumerConfig{
+		Durable:     ConsumerName,
+		Description: "contactstop worker pool",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     cfg.AckWait,
+		// The worker counts deliveries itself and ends a request as
+		// INTERNAL_ERROR after its own limit; the server must never stop
+		// redelivering, or a crash during the last attempt would lose it.
+		MaxDeliver:    -1,
+		MaxAckPending: cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("provision consumer %s: %w", ConsumerName, err)
+	}
+	return nil
+}

@@ -1,0 +1,420 @@
+// Package worker consumes contact.stop.requested messages from JetStream,
+// ends contacts in the state store and publishes one result per request.
+//
+// Per delivery the worker: decodes and validates the request; checks the
+// instance; ends the contact by a revision-checked compare-and-set (or
+// finds it already ended by this same request); publishes the result with a
+// Nats-Msg-Id derived from the request's identity and waits for JetStream to
+// store it; and only then acknowledges the request. A crash at any point
+// leads to a redelivery whose outcome is the same, and whose result, if
+// published again, is dropped by the results stream's duplicate window.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/contactstop/contactstop/events"
+)
+
+// Headers the worker adds to dead-letter copies.
+const (
+	HeaderDeadLetterError      = "Contactstop-Error"
+	HeaderDeadLetterDeliveries = "Contactstop-Deliveries"
+	HeaderDeadLetterSubject    = "Contactstop-Subject"
+	HeaderDeadLetterSequence   = "Contactstop-Stream-Sequence"
+)
+
+// Worker is a pool of Config.Workers goroutines fed by one pull from the
+// durable consumer. Start it once; Stop it once.
+type Worker struct {
+	cfg     Config
+	js      jetstream.JetStream
+	store   Store
+	log     *zap.Logger
+	handler Handler
+
+	mu       sync.Mutex
+	msgs     jetstream.MessagesContext
+	stopping bool
+	hardStop context.CancelFunc
+	done     chan struct{}
+
+	hooks testHooks
+}
+
+// testHooks let tests stop a delivery at a crash point: a hook returning
+// true abandons the message there, neither acknowledged nor rejected, as if
+// the process had died.
+type testHooks struct {
+	afterDecide func(*Request, events.Result) bool
+	beforeAck   func(*Request) bool
+}
+
+// New builds a Worker. js must reach the streams made by Provision.
+func New(js jetstream.JetStream, st Store, cfg Config) (*Worker, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("worker config: %w", err)
+	}
+	w := &Worker{cfg: cfg, js: js, store: st, log: cfg.Logger.Named("worker")}
+	h := recoverer(w.stop)
+	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
+		h = cfg.Middleware[i](h)
+	}
+	w.handler = h
+	return w, nil
+}
+
+// Start begins pulling requests and returns. Work continues until Stop.
+func (w *Worker) Start(ctx context.Context) error {
+	cons, err := w.js.Consumer(ctx, StreamRequests, ConsumerName)
+	if err != nil {
+		return fmt.Errorf("open consumer %s: %w", ConsumerName, err)
+	}
+	mc, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Workers))
+	if err != nil {
+		return fmt.Errorf("pull from consumer %s: %w", ConsumerName, err)
+	}
+	hardCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	w.mu.Lock()
+	w.msgs, w.hardStop, w.done = mc, hardStop, make(chan struct{})
+	w.mu.Unlock()
+
+	work := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(work)
+		w.pull(hardCtx, cons, work)
+	}()
+	for range w.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for msg := range work {
+				if hardCtx.Err() != nil {
+					_ = msg.Nak() // shutting down past the deadline: hand back at once
+					continue
+				}
+				w.processSafely(hardCtx, msg)
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		hardStop()
+		close(w.done)
+	}()
+	w.log.Info("worker started", zap.Int("workers", w.cfg.Workers), zap.Int("max_deliveries", w.cfg.MaxDeliveries))
+	return nil
+}
+
+// pull feeds messages to the pool until Stop. If the pull ends for another
+// reason (the consumer was deleted), it reopens it with backoff.
+func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, work chan<- jetstream.Msg) {
+	mc := w.current()
+	for {
+		msg, err := mc.Next()
+		if err == nil {
+			work <- msg
+			continue
+		}
+		if w.isStopping() || errors.Is(err, jetstream.ErrConnectionClosed) {
+			return
+		}
+		if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			w.log.Error("pulling requests failed; reopening the consumer", zap.Error(err))
+			mc.Stop()
+		}
+		b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second)), ctx)
+		err = backoff.Retry(func() error {
+			if w.isStopping() {
+				return backoff.Permanent(errors.New("stopping"))
+			}
+			c, err := w.js.Consumer(ctx, StreamRequests, ConsumerName)
+			if err != nil {
+				w.log.Warn("consumer unavailable", zap.Error(err))
+				return err
+			}
+			next, err := c.Messages(jetstream.PullMaxMessages(w.cfg.Workers))
+			if err != nil {
+				return err
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.stopping {
+				next.Stop()
+				return backoff.Permanent(errors.New("stopping"))
+			}
+			w.msgs, mc = next, next
+			return nil
+		}, b)
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (w *Worker) current() jetstream.MessagesContext {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.msgs
+}
+
+func (w *Worker) isStopping() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stopping
+}
+
+// Stop stops pulling, lets in-flight and already-buffered requests finish,
+// and returns when all are done. If ctx ends first, in-flight handling is
+// cancelled and unfinished requests are handed back to the server (Nak) for
+// another worker; Stop then returns ctx's error. Nothing is lost either way.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	if w.done == nil {
+		w.mu.Unlock()
+		return errors.New("worker not started")
+	}
+	if !w.stopping {
+		w.stopping = true
+		w.msgs.Drain()
+	}
+	done := w.done
+	w.mu.Unlock()
+
+	select {
+	case <-done:
+		w.log.Info("worker stopped")
+		return nil
+	case <-ctx.Done():
+		w.hardStop()
+		<-done
+		w.log.Warn("worker stopped at its deadline; unfinished requests were handed back")
+		return ctx.Err()
+	}
+}
+
+// processSafely is process with a last line of defence: a panic outside
+// the handler (which has its own recovery) is logged and the message handed
+// back, and the pool goroutine carries on.
+func (w *Worker) processSafely(ctx context.Context, msg jetstream.Msg) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.log.Error("panic while delivering a result; request handed back",
+				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()), zap.String("subject", msg.Subject()))
+			_ = msg.NakWithDelay(w.cfg.RedeliveryDelay)
+		}
+	}()
+	w.process(ctx, msg)
+}
+
+// process takes one delivery to its end: a published result and an ack, or
+// a Nak for a later retry.
+func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
+	start := time.Now()
+	req := newRequest(msg)
+	log := w.log.With(requestFields(req)...)
+
+	var res events.Result
+	var err error
+	if req.Deliveries > uint64(w.cfg.MaxDeliveries) {
+		// An earlier delivery already decided this request ends as
+		// INTERNAL_ERROR, or died publishing its result. Change nothing.
+		err = errors.New("maximum deliveries exceeded by an earlier attempt")
+	} else {
+		res, err = w.handler(ctx, req)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			_ = msg.Nak()
+			log.Info("request handed back at shutdown", zap.Error(err))
+			return
+		}
+		var pe *PanicError
+		if errors.As(err, &pe) {
+			log.Error("panic while handling request", zap.Any("panic", pe.Value), zap.ByteString("stack", pe.Stack))
+		}
+		if req.Deliveries < uint64(w.cfg.MaxDeliveries) {
+			delay := w.redeliveryDelay(req.Deliveries)
+			_ = msg.NakWithDelay(delay)
+			log.Warn("request failed; will be redelivered", zap.String("outcome", "retry"), zap.Duration("delay", delay), zap.Error(err))
+			return
+		}
+		w.finalize(ctx, req, err, log, start)
+		return
+	}
+	if w.hooks.afterDecide != nil && w.hooks.afterDecide(req, res) {
+		return
+	}
+	w.deliver(ctx, req, res, log, start)
+}
+
+// finalize ends a request whose transient failures outlived every delivery:
+// unless the contact turns out to have been ended by this very request, it
+// is answered INTERNAL_ERROR and copied to the dead-letter stream.
+func (w *Worker) finalize(ctx context.Context, req *Request, cause error, log *zap.Logger, start time.Time) {
+	if res, ok := w.replayed(ctx, req); ok {
+		w.deliver(ctx, req, res, log, start)
+		return
+	}
+	dl := &nats.Msg{
+		Subject: events.DeadLetterSubject(req.Instance),
+		Data:    req.Msg.Data(),
+		Header:  nats.Header{},
+	}
+	for k, v := range req.Msg.Headers() {
+		dl.Header[k] = v
+	}
+	dl.Header.Set(events.HeaderMsgID, "dl-"+events.ResultMsgID(req.Instance, req.Stop.ContactID, req.Identity))
+	dl.Header.Set(HeaderDeadLetterError, cause.Error())
+	dl.Header.Set(HeaderDeadLetterDeliveries, strconv.FormatUint(req.Deliveries, 10))
+	dl.Header.Set(HeaderDeadLetterSubject, req.Msg.Subject())
+	dl.Header.Set(HeaderDeadLetterSequence, strconv.FormatUint(req.StreamSeq, 10))
+	err := w.retry(ctx, req, func() error {
+		_, err := w.js.PublishMsg(ctx, dl)
+		return err
+	})
+	if err != nil {
+		_ = req.Msg.NakWithDelay(w.cfg.RedeliveryDelayMax)
+		log.Error("dead-lettering failed; will be redelivered", zap.String("outcome", "retry"), zap.Error(err))
+		return
+	}
+	log.Error("request dead-lettered after its last delivery", zap.Error(cause))
+	res := req.failure(events.ReasonInternalError, "transient failures outlived every retry: "+cause.Error())
+	w.deliver(ctx, req, res, log, start)
+}
+
+// deliver publishes the result, waits for JetStream to store it, then acks.
+func (w *Worker) deliver(ctx context.Context, req *Request, res events.Result, log *zap.Logger, start time.Time) {
+	out, err := w.resultMsg(req, res)
+	if err != nil { // cannot happen with the events types; never ack blindly
+		log.DPanic("encode result", zap.Error(err))
+		_ = req.Msg.NakWithDelay(w.cfg.RedeliveryDelayMax)
+		return
+	}
+	var ack *jetstream.PubAck
+	err = w.retry(ctx, req, func() (err error) {
+		ack, err = w.js.PublishMsg(ctx, out)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			_ = req.Msg.Nak()
+			log.Info("request handed back at shutdown", zap.Error(err))
+			return
+		}
+		delay := w.redeliveryDelay(req.Deliveries)
+		_ = req.Msg.NakWithDelay(delay)
+		log.Warn("publishing the result failed; will be redelivered", zap.String("outcome", "retry"), zap.Duration("delay", delay), zap.Error(err))
+		return
+	}
+	if w.hooks.beforeAck != nil && w.hooks.beforeAck(req) {
+		return
+	}
+	// A lost ack only causes a redelivery, which republishes the same
+	// result (dropped as a duplicate); no need to wait for the server.
+	_ = req.Msg.Ack()
+
+	fields := []zap.Field{zap.Duration("took", time.Since(start)), zap.Bool("duplicate_result", ack.Duplicate)}
+	if res.Stopped != nil {
+		log.Info("contact stopped", append(fields, zap.String("outcome", "stopped"))...)
+	} else {
+		log.Info("request failed", append(fields, zap.String("outcome", "failed"),
+			zap.String("reason_code", string(res.Failed.ReasonCode)), zap.String("message", res.Failed.Message))...)
+	}
+}
+
+// resultMsg encodes a result with its subject and headers.
+func (w *Worker) resultMsg(req *Request, res events.Result) (*nats.Msg, error) {
+	var subject string
+	var data []byte
+	var err error
+	if res.Stopped != nil {
+		subject = events.StoppedSubject(res.Stopped.InstanceID)
+		data, err = json.Marshal(res.Stopped)
+	} else {
+		res.Failed.FailedAt = w.cfg.Now().UTC()
+		subject = events.StopFailedSubject(req.Instance)
+		data, err = json.Marshal(res.Failed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	m.Header.Set(events.HeaderMsgID, events.ResultMsgID(req.Instance, req.Stop.ContactID, req.Identity))
+	for _, h := range []string{events.HeaderTraceparent, events.HeaderCorrelationID} {
+		if v := req.Msg.Headers().Get(h); v != "" {
+			m.Header.Set(h, v)
+		}
+	}
+	return m, nil
+}
+
+func (w *Worker) redeliveryDelay(deliveries uint64) time.Duration {
+	d := w.cfg.RedeliveryDelay
+	for i := uint64(1); i < deliveries && d < w.cfg.RedeliveryDelayMax; i++ {
+		d *= 2
+	}
+	return min(d, w.cfg.RedeliveryDelayMax)
+}
+
+// retry runs op with exponential backoff and jitter, bounded by
+// Config.RetryMaxElapsed, until it succeeds or returns a permanent error.
+// The returned error is op's last, unwrapped.
+func (w *Worker) retry(ctx context.Context, req *Request, op func() error) error {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(w.cfg.RetryInitial),
+		backoff.WithMaxInterval(w.cfg.RetryMax),
+		backoff.WithMaxElapsedTime(w.cfg.RetryMaxElapsed),
+		backoff.WithRandomizationFactor(0.5),
+	)
+	return backoff.RetryNotify(func() error {
+		err := op()
+		if err != nil && ctx.Err() != nil {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(b, ctx), func(err error, next time.Duration) {
+		w.log.Debug("transient error; retrying", append(requestFields(req), zap.Duration("next", next), zap.Error(err))...)
+	})
+}
+
+func permanent(err error) error { return backoff.Permanent(err) }
+
+// recoverer turns a panic in the handler into a *PanicError, logged with
+// its stack; the worker carries on.
+func recoverer(next Handler) Handler {
+	return func(ctx context.Context, req *Request) (res events.Result, err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				err = &PanicError{Value: v, Stack: debug.Stack()}
+			}
+		}()
+		return next(ctx, req)
+	}
+}
+
+func requestFields(req *Request) []zap.Field {
+	return []zap.Field{
+		zap.String("request_id", req.Identity),
+		zap.String("contact_id", req.Stop.ContactID),
+		zap.String("instance_id", req.Stop.InstanceID),
+		zap.Uint64("stream_seq", req.StreamSeq),
+		zap.Uint64("deliveries", req.Deliveries),
+	}
+}
