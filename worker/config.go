@@ -39,8 +39,8 @@ type Config struct {
 	RedeliveryDelay    time.Duration
 	RedeliveryDelayMax time.Duration
 	// Middleware wraps the request handler, outermost first, for concerns
-	// such as metrics and tracing. Panic recovery is always innermost-but-one
-	// and need not be added.
+	// such as metrics and tracing. Panic recovery always wraps the whole
+	// chain and need not be added.
 	Middleware []Middleware
 	// Logger receives the worker's logs; it is named "worker". Default: no
 	// logging.

@@ -76,7 +76,8 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
 		MaxAge:      cfg.MaxAge,
-		MaxMsgSize:  events.MaxMessageSize + 4096, // oversized bodies must reach the worker to be answered
+		// No MaxMsgSize below the server's max_payload: an oversized
+		// request must reach the worker to be answered INVALID_REQUEST.
 	}, {
 		Name:        StreamResults,
 		Description: "contactstop: contact.stopped and contact.stop.failed results",

@@ -69,11 +69,11 @@ func New(js jetstream.JetStream, st Store, cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker config: %w", err)
 	}
 	w := &Worker{cfg: cfg, js: js, store: st, log: cfg.Logger.Named("worker")}
-	h := recoverer(w.stop)
+	h := Handler(w.stop)
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		h = cfg.Middleware[i](h)
 	}
-	w.handler = h
+	w.handler = recoverer(h)
 	return w, nil
 }
 

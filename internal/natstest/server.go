@@ -5,6 +5,7 @@
 package natstest
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -52,7 +53,7 @@ func (s *Server) start() {
 		s.t.Fatalf("natstest: server not ready")
 	}
 	// Keep the port, so that Restart comes back where clients reconnect.
-	s.opts.Port = srv.Addr().(interface{ Port() int }).Port()
+	s.opts.Port = srv.Addr().(*net.TCPAddr).Port
 	s.srv = srv
 }
 

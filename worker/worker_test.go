@@ -1,0 +1,696 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/contactstop/contactstop/events"
+	"github.com/contactstop/contactstop/internal/natstest"
+	"github.com/contactstop/contactstop/store"
+	"github.com/contactstop/contactstop/worker"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The nats-server library keeps a few process-wide goroutines.
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"),
+		goleak.IgnoreTopFunction("time.Sleep"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+const inst = "acme"
+
+// env is one test's NATS server, store and provisioned streams.
+type env struct {
+	t   *testing.T
+	srv *natstest.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	st  *store.KV
+}
+
+// setup starts a server, provisions the topology, opens the store and
+// registers instance "acme".
+func setup(t *testing.T, topo worker.TopologyConfig) *env {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc, js := srv.JetStream(t)
+	ctx := t.Context()
+	if topo.AckWait == 0 {
+		topo.AckWait = 2 * time.Second
+	}
+	require.NoError(t, worker.Provision(ctx, js, topo))
+	st, err := store.Open(ctx, js, store.Config{})
+	require.NoError(t, err)
+	_, err = st.PutInstance(ctx, store.Instance{InstanceID: inst})
+	require.NoError(t, err)
+	return &env{t: t, srv: srv, nc: nc, js: js, st: st}
+}
+
+// fastConfig keeps retries and redeliveries short for tests.
+func fastConfig(t *testing.T) worker.Config {
+	return worker.Config{
+		Workers:            8,
+		AckWait:            2 * time.Second,
+		MaxDeliveries:      3,
+		RetryInitial:       5 * time.Millisecond,
+		RetryMax:           20 * time.Millisecond,
+		RetryMaxElapsed:    100 * time.Millisecond,
+		RedeliveryDelay:    50 * time.Millisecond,
+		RedeliveryDelayMax: 200 * time.Millisecond,
+		Logger:             zaptest.NewLogger(t),
+	}
+}
+
+// start starts a worker on e's store (or st, if given) and stops it when
+// the test ends.
+func (e *env) start(cfg worker.Config, st worker.Store) *worker.Worker {
+	e.t.Helper()
+	if st == nil {
+		st = e.st
+	}
+	w, err := worker.New(e.js, st, cfg)
+	require.NoError(e.t, err)
+	require.NoError(e.t, w.Start(e.t.Context()))
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = w.Stop(ctx)
+	})
+	return w
+}
+
+func (e *env) seed(ids ...string) {
+	e.t.Helper()
+	for _, id := range ids {
+		_, err := e.st.PutContact(e.t.Context(), store.Contact{
+			ContactID: id, InstanceID: inst, State: store.StateQueued, QueueID: "q1",
+			Channel: store.ChannelVoice, EnqueuedAt: time.Now(),
+		})
+		require.NoError(e.t, err)
+	}
+}
+
+// publish stores a raw request message in the requests stream.
+func (e *env) publish(subject string, data []byte, hdr map[string]string) *jetstream.PubAck {
+	e.t.Helper()
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	for k, v := range hdr {
+		m.Header.Set(k, v)
+	}
+	ack, err := e.js.PublishMsg(e.t.Context(), m)
+	require.NoError(e.t, err)
+	return ack
+}
+
+func (e *env) request(requestID, contactID string) []byte {
+	e.t.Helper()
+	b, err := json.Marshal(events.StopRequest{RequestID: requestID, ContactID: contactID, InstanceID: inst})
+	require.NoError(e.t, err)
+	return b
+}
+
+// stored is one message of the results stream.
+type stored struct {
+	subject string
+	header  nats.Header
+	result  events.Result
+}
+
+// waitIdle waits until every request has been acknowledged and at least n
+// results are stored, then returns every stored result.
+func (e *env) waitIdle(n int) []stored {
+	e.t.Helper()
+	ctx := e.t.Context()
+	require.EventuallyWithT(e.t, func(c *assertT) {
+		ci, err := e.js.Consumer(ctx, worker.StreamRequests, worker.ConsumerName)
+		if !assertNoError(c, err) {
+			return
+		}
+		info, err := ci.Info(ctx)
+		if !assertNoError(c, err) {
+			return
+		}
+		rs, err := e.js.Stream(ctx, worker.StreamResults)
+		if !assertNoError(c, err) {
+			return
+		}
+		rinfo, err := rs.Info(ctx)
+		if !assertNoError(c, err) {
+			return
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 || rinfo.State.Msgs < uint64(n) {
+			c.Errorf("pending %d, ack pending %d, results %d of %d", info.NumPending, info.NumAckPending, rinfo.State.Msgs, n)
+		}
+	}, 60*time.Second, 20*time.Millisecond)
+	return e.results()
+}
+
+// results reads the whole results stream.
+func (e *env) results() []stored {
+	e.t.Helper()
+	return readStream(e.t, e.js, worker.StreamResults)
+}
+
+func readStream(t *testing.T, js jetstream.JetStream, stream string) []stored {
+	t.Helper()
+	ctx := t.Context()
+	s, err := js.Stream(ctx, stream)
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	var out []stored
+	if info.State.Msgs == 0 {
+		return out
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err)
+	for uint64(len(out)) < info.State.Msgs {
+		batch, err := cons.Fetch(min(1000, int(info.State.Msgs)-len(out)), jetstream.FetchMaxWait(5*time.Second))
+		require.NoError(t, err)
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			st := stored{subject: m.Subject(), header: m.Headers()}
+			if stream == worker.StreamResults {
+				st.result, err = events.DecodeResult(m.Subject(), m.Data())
+				require.NoError(t, err)
+			}
+			out = append(out, st)
+		}
+		require.NoError(t, batch.Error())
+		require.NotZero(t, got, "results stream ended early")
+	}
+	return out
+}
+
+// byRequest indexes results by requestId and fails on any duplicate.
+func byRequest(t *testing.T, rs []stored) map[string]stored {
+	t.Helper()
+	m := make(map[string]stored, len(rs))
+	for _, r := range rs {
+		id := r.result.RequestID()
+		_, dup := m[id]
+		require.False(t, dup, "request %s has more than one stored result", id)
+		m[id] = r
+	}
+	return m
+}
+
+func requireFailed(t *testing.T, r stored, code events.ReasonCode) {
+	t.Helper()
+	require.NotNil(t, r.result.Failed, "want failure %s, got %+v", code, r.result.Stopped)
+	require.Equal(t, code, r.result.Failed.ReasonCode, r.result.Failed.Message)
+	require.Equal(t, code == events.ReasonInternalError, r.result.Failed.Retryable)
+	require.False(t, r.result.Failed.FailedAt.IsZero())
+	require.NotEmpty(t, r.result.Failed.Message)
+}
+
+func TestStopsContact(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seed("c-1")
+	e.start(fastConfig(t), nil)
+	e.publish(events.StopRequestedSubject(inst),
+		[]byte(`{"requestId":"r-1","contactId":"c-1","instanceId":"acme","disconnectReason":"EMERGENCY"}`),
+		map[string]string{events.HeaderTraceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", events.HeaderCorrelationID: "corr-9"})
+
+	rs := e.waitIdle(1)
+	require.Len(t, rs, 1)
+	r := rs[0]
+	require.Equal(t, "contact.stopped.acme", r.subject)
+	s := r.result.Stopped
+	require.NotNil(t, s)
+	require.Equal(t, "r-1", s.RequestID)
+	require.Equal(t, "c-1", s.ContactID)
+	require.Equal(t, inst, s.InstanceID)
+	require.Equal(t, "QUEUED", s.PreviousState)
+	require.Equal(t, "EMERGENCY", s.DisconnectReason)
+	require.False(t, s.StoppedAt.IsZero())
+	require.Equal(t, events.ResultMsgID(inst, "c-1", "r-1"), r.header.Get(events.HeaderMsgID))
+	require.Equal(t, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", r.header.Get(events.HeaderTraceparent))
+	require.Equal(t, "corr-9", r.header.Get(events.HeaderCorrelationID))
+
+	c, err := e.st.GetContact(t.Context(), inst, "c-1")
+	require.NoError(t, err)
+	require.Equal(t, store.StateEnded, c.State)
+	require.Equal(t, "r-1", c.EndedBy)
+	require.Equal(t, "EMERGENCY", c.DisconnectReason)
+	require.Equal(t, s.StoppedAt.UTC(), c.EndedAt.UTC())
+}
+
+func TestReasonCodes(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seed("active", "ended")
+	_, err := e.st.EndContact(t.Context(), store.EndContactParams{InstanceID: inst, ContactID: "ended", RequestID: "earlier"})
+	require.NoError(t, err)
+	e.start(fastConfig(t), nil)
+
+	cases := []struct {
+		requestID string
+		subject   string
+		body      string
+		want      events.ReasonCode // "" = stopped
+		failedOn  string
+	}{
+		{"ok", "contact.stop.requested", `{"requestId":"ok","contactId":"active","instanceId":"acme"}`, "", ""},
+		{"not-json", "contact.stop.requested.acme", `{"requestId":"not-json",`, events.ReasonInvalidRequest, "contact.stop.failed.acme"},
+		{"wrong-type", "contact.stop.requested", `{"requestId":"wrong-type","contactId":5,"instanceId":"acme"}`, events.ReasonInvalidRequest, "contact.stop.failed.acme"},
+		{"no-contact", "contact.stop.requested", `{"requestId":"no-contact","instanceId":"acme"}`, events.ReasonInvalidParameter, "contact.stop.failed.acme"},
+		{"bad-instance", "contact.stop.requested", `{"requestId":"bad-instance","contactId":"c","instanceId":"ac.me"}`, events.ReasonInvalidParameter, "contact.stop.failed"},
+		{"subject-mismatch", "contact.stop.requested.other", `{"requestId":"subject-mismatch","contactId":"active","instanceId":"acme"}`, events.ReasonInvalidParameter, "contact.stop.failed.other"},
+		{"unknown-instance", "contact.stop.requested", `{"requestId":"unknown-instance","contactId":"c","instanceId":"nobody"}`, events.ReasonResourceNotFound, "contact.stop.failed.nobody"},
+		{"absent", "contact.stop.requested", `{"requestId":"absent","contactId":"nobody","instanceId":"acme"}`, events.ReasonContactNotFound, "contact.stop.failed.acme"},
+		{"already-ended", "contact.stop.requested", `{"requestId":"already-ended","contactId":"ended","instanceId":"acme"}`, events.ReasonContactNotFound, "contact.stop.failed.acme"},
+	}
+	for _, c := range cases {
+		// A body whose requestId is unreadable is identified by its
+		// Nats-Msg-Id; the others carry theirs in the body.
+		e.publish(c.subject, []byte(c.body), map[string]string{events.HeaderMsgID: c.requestID})
+	}
+	got := byRequest(t, e.waitIdle(len(cases)))
+	require.Len(t, got, len(cases))
+	for _, c := range cases {
+		r, ok := got[c.requestID]
+		require.True(t, ok, c.requestID)
+		if c.want == "" {
+			require.NotNil(t, r.result.Stopped, c.requestID)
+			continue
+		}
+		requireFailed(t, r, c.want)
+		require.Equal(t, c.failedOn, r.subject, c.requestID)
+	}
+	// Failures echo what was readable.
+	require.Equal(t, "nobody", got["absent"].result.Failed.ContactID)
+	require.Equal(t, "ac.me", got["bad-instance"].result.Failed.InstanceID)
+
+	c, err := e.st.GetContact(t.Context(), inst, "ended")
+	require.NoError(t, err)
+	require.Equal(t, "earlier", c.EndedBy, "a failed request must not touch the contact")
+}
+
+func TestRequestIdentity(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seed("c-1", "c-2")
+	e.start(fastConfig(t), nil)
+	e.publish("contact.stop.requested.acme", []byte(`{"contactId":"c-1","instanceId":"acme"}`), map[string]string{events.HeaderMsgID: "from-header"})
+	ack := e.publish("contact.stop.requested.acme", []byte(`{"contactId":"c-2","instanceId":"acme"}`), nil)
+
+	got := byRequest(t, e.waitIdle(2))
+	require.NotNil(t, got["from-header"].result.Stopped)
+	require.NotNil(t, got[fmt.Sprintf("seq-%d", ack.Sequence)].result.Stopped)
+	c, err := e.st.GetContact(t.Context(), inst, "c-1")
+	require.NoError(t, err)
+	require.Equal(t, "from-header", c.EndedBy)
+}
+
+func TestMalformedMessages(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seed("c-ok")
+	e.start(fastConfig(t), nil)
+	bodies := map[string][]byte{
+		"empty":      {},
+		"not-json":   []byte("hello"),
+		"array":      []byte(`[{"contactId":"c-ok","instanceId":"acme"}]`),
+		"string":     []byte(`"contactId"`),
+		"number":     []byte(`42`),
+		"null":       []byte(`null`),
+		"binary":     {0x00, 0xff, 0xfe, 0x7b, 0x80, 0x01},
+		"truncated":  []byte(`{"contactId":"c-ok","instanceId":"ac`),
+		"trailing":   []byte(`{"contactId":"c-ok","instanceId":"acme"} x`),
+		"wrongtypes": []byte(`{"contactId":["c-ok"],"instanceId":{"a":1}}`),
+		"bool":       []byte(`{"contactId":true,"instanceId":"acme"}`),
+		"too-large":  []byte(`{"contactId":"c-ok","instanceId":"acme","pad":"` + strings.Repeat("x", 70<<10) + `"}`),
+	}
+	for name, body := range bodies {
+		e.publish("contact.stop.requested.acme", body, map[string]string{events.HeaderMsgID: name})
+	}
+	e.publish("contact.stop.requested.acme", e.request("valid", "c-ok"), nil)
+
+	got := byRequest(t, e.waitIdle(len(bodies)+1))
+	require.Len(t, got, len(bodies)+1)
+	for name := range bodies {
+		requireFailed(t, got[name], events.ReasonInvalidRequest)
+		require.Equal(t, "contact.stop.failed.acme", got[name].subject, name)
+	}
+	require.NotNil(t, got["valid"].result.Stopped, "the worker keeps working after bad input")
+}
+
+func TestDuplicateDelivery(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seed("with-msg-id", "without-msg-id")
+	e.start(fastConfig(t), nil)
+
+	// Same request twice with a Nats-Msg-Id: the stream drops the second.
+	hdr := map[string]string{events.HeaderMsgID: "m-1"}
+	e.publish("contact.stop.requested.acme", e.request("r-1", "with-msg-id"), hdr)
+	ack := e.publish("contact.stop.requested.acme", e.request("r-1", "with-msg-id"), hdr)
+	require.True(t, ack.Duplicate)
+	// Same requestId twice without a Nats-Msg-Id: both are stored and
+	// delivered; the second finds the contact ended by itself and publishes
+	// the same result, which the results stream drops.
+	e.publish("contact.stop.requested.acme", e.request("r-2", "without-msg-id"), nil)
+	e.publish("contact.stop.requested.acme", e.request("r-2", "without-msg-id"), nil)
+
+	rs := e.waitIdle(2)
+	got := byRequest(t, rs)
+	require.Len(t, got, 2)
+	require.NotNil(t, got["r-1"].result.Stopped)
+	require.NotNil(t, got["r-2"].result.Stopped)
+}
+
+func TestReplayAfterDuplicateWindow(t *testing.T) {
+	t.Parallel()
+	const window = time.Second
+	e := setup(t, worker.TopologyConfig{DuplicateWindow: window})
+	e.seed("c-1")
+	e.start(fastConfig(t), nil)
+	hdr := map[string]string{events.HeaderMsgID: "acme:r-1"}
+	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), hdr)
+	first := e.waitIdle(1)
+	require.Len(t, first, 1)
+
+	// Nothing to wait on: the window is a span of time that must pass.
+	time.Sleep(window + 500*time.Millisecond)
+	ack := e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), hdr)
+	require.False(t, ack.Duplicate, "the request must be stored again after the window")
+
+	rs := e.waitIdle(2)
+	require.Len(t, rs, 2, "a replay after the window yields a result again")
+	for _, r := range rs {
+		require.NotNil(t, r.result.Stopped, "never CONTACT_NOT_FOUND for the request that ended the contact")
+	}
+	require.Equal(t, *first[0].result.Stopped, *rs[1].result.Stopped, "the replayed result is identical")
+}
+
+func TestConcurrentRequestsForOneContact(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seed("contested")
+	cfg := fastConfig(t)
+	cfg.Workers = 32
+	e.start(cfg, nil)
+
+	const n = 50
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), "contested"), nil)
+		})
+	}
+	wg.Wait()
+
+	got := byRequest(t, e.waitIdle(n))
+	require.Len(t, got, n)
+	var winner string
+	for id, r := range got {
+		if r.result.Stopped != nil {
+			require.Empty(t, winner, "two requests stopped the same contact")
+			winner = id
+			continue
+		}
+		requireFailed(t, r, events.ReasonContactNotFound)
+	}
+	require.NotEmpty(t, winner)
+	c, err := e.st.GetContact(t.Context(), inst, "contested")
+	require.NoError(t, err)
+	require.Equal(t, winner, c.EndedBy)
+}
+
+func TestAwkwardContactIDs(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	ids := []string{".", "..", "*", ">", "a.b.c", "a/b", "with space", "=", "=2E", "日本語", "📞☎️", "tab\there",
+		strings.Repeat("é", 256), `quote"and\backslash`}
+	e.seed(ids...)
+	e.start(fastConfig(t), nil)
+	for i, id := range ids {
+		e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
+	}
+	got := byRequest(t, e.waitIdle(len(ids)))
+	for i, id := range ids {
+		r := got[fmt.Sprintf("r-%d", i)]
+		require.NotNil(t, r.result.Stopped, "contact %q", id)
+		require.Equal(t, id, r.result.Stopped.ContactID)
+		c, err := e.st.GetContact(t.Context(), inst, id)
+		require.NoError(t, err)
+		require.Equal(t, store.StateEnded, c.State)
+	}
+}
+
+// TestCrashAfterStateChange abandons the first delivery right after the
+// contact was ended, before its result is published, as if the worker died
+// there. The redelivery must publish the one result, as contact.stopped.
+func TestCrashAfterStateChange(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{AckWait: time.Second})
+	e.seed("c-1")
+	cfg := fastConfig(t)
+	cfg.AckWait = time.Second
+	w, err := worker.New(e.js, e.st, cfg)
+	require.NoError(t, err)
+	var crashed atomic.Int32
+	worker.SetCrashHooks(w, func(r *worker.Request, res events.Result) bool {
+		return r.Deliveries == 1 && crashed.Add(1) == 1
+	}, nil)
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+
+	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), nil)
+	rs := e.waitIdle(1)
+	require.EqualValues(t, 1, crashed.Load())
+	require.Len(t, rs, 1)
+	require.NotNil(t, rs[0].result.Stopped)
+	c, err := e.st.GetContact(t.Context(), inst, "c-1")
+	require.NoError(t, err)
+	require.Equal(t, "r-1", c.EndedBy)
+}
+
+// TestCrashAfterResultBeforeAck abandons every first delivery after its
+// result was stored and before the ack: the redeliveries publish the same
+// results again, and the results stream keeps exactly one of each.
+func TestCrashAfterResultBeforeAck(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{AckWait: time.Second})
+	const n = 20
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("c-%d", i)
+	}
+	e.seed(ids...)
+	cfg := fastConfig(t)
+	cfg.AckWait = time.Second
+	w, err := worker.New(e.js, e.st, cfg)
+	require.NoError(t, err)
+	var crashes atomic.Int32
+	worker.SetCrashHooks(w, nil, func(r *worker.Request) bool {
+		if r.Deliveries == 1 {
+			crashes.Add(1)
+			return true
+		}
+		return false
+	})
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+
+	for i, id := range ids {
+		e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
+	}
+	got := byRequest(t, e.waitIdle(n))
+	require.EqualValues(t, n, crashes.Load())
+	require.Len(t, got, n)
+	for _, r := range got {
+		require.NotNil(t, r.result.Stopped)
+	}
+}
+
+// flakyStore wraps the real store and injects transient errors.
+type flakyStore struct {
+	*store.KV
+	failEnd func(contactID string) error
+}
+
+func (f *flakyStore) EndContact(ctx context.Context, p store.EndContactParams) (store.EndContactResult, error) {
+	if err := f.failEnd(p.ContactID); err != nil {
+		return store.EndContactResult{}, err
+	}
+	return f.KV.EndContact(ctx, p)
+}
+
+func TestTransientErrorsAreRetried(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seed("c-1")
+	var calls atomic.Int32
+	fs := &flakyStore{KV: e.st, failEnd: func(string) error {
+		if calls.Add(1) <= 3 {
+			return nats.ErrTimeout
+		}
+		return nil
+	}}
+	e.start(fastConfig(t), fs)
+	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), nil)
+	rs := e.waitIdle(1)
+	require.Len(t, rs, 1)
+	require.NotNil(t, rs[0].result.Stopped)
+	require.EqualValues(t, 4, calls.Load())
+}
+
+func TestPersistentFailureIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seed("doomed", "fine")
+	var doomedCalls atomic.Int32
+	fs := &flakyStore{KV: e.st, failEnd: func(id string) error {
+		if id == "doomed" {
+			doomedCalls.Add(1)
+			return jetstream.ErrNoHeartbeat
+		}
+		return nil
+	}}
+	cfg := fastConfig(t)
+	e.start(cfg, fs)
+	e.publish("contact.stop.requested.acme", e.request("r-doomed", "doomed"), map[string]string{events.HeaderCorrelationID: "x-1"})
+	e.publish("contact.stop.requested.acme", e.request("r-fine", "fine"), nil)
+
+	got := byRequest(t, e.waitIdle(2))
+	requireFailed(t, got["r-doomed"], events.ReasonInternalError)
+	require.NotNil(t, got["r-fine"].result.Stopped)
+	require.Greater(t, doomedCalls.Load(), int32(cfg.MaxDeliveries), "retried within and across deliveries")
+
+	dl := readStream(t, e.js, worker.StreamDeadLetter)
+	require.Len(t, dl, 1)
+	require.Equal(t, "contact.stop.deadletter.acme", dl[0].subject)
+	require.Equal(t, "x-1", dl[0].header.Get(events.HeaderCorrelationID))
+	require.Equal(t, "3", dl[0].header.Get(worker.HeaderDeadLetterDeliveries))
+	require.Contains(t, dl[0].header.Get(worker.HeaderDeadLetterError), "heartbeat")
+
+	c, err := e.st.GetContact(t.Context(), inst, "doomed")
+	require.NoError(t, err)
+	require.Equal(t, store.StateQueued, c.State, "the contact is untouched")
+}
+
+func TestPanicIsRecovered(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seed("once", "always", "fine")
+	cfg := fastConfig(t)
+	var panicked atomic.Int32
+	cfg.Middleware = []worker.Middleware{func(next worker.Handler) worker.Handler {
+		return func(ctx context.Context, r *worker.Request) (events.Result, error) {
+			if r.Stop.ContactID == "always" || (r.Stop.ContactID == "once" && r.Deliveries == 1) {
+				panicked.Add(1)
+				panic("boom: " + r.Stop.ContactID)
+			}
+			return next(ctx, r)
+		}
+	}}
+	e.start(cfg, nil)
+	for _, id := range []string{"once", "always", "fine"} {
+		e.publish("contact.stop.requested.acme", e.request("r-"+id, id), nil)
+	}
+	got := byRequest(t, e.waitIdle(3))
+	require.NotNil(t, got["r-once"].result.Stopped, "a one-off panic is retried")
+	require.NotNil(t, got["r-fine"].result.Stopped)
+	requireFailed(t, got["r-always"], events.ReasonInternalError)
+	require.Contains(t, got["r-always"].result.Failed.Message, "panic")
+	require.Len(t, readStream(t, e.js, worker.StreamDeadLetter), 1)
+}
+
+func TestServerRestartMidBacklog(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	const n = 1000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("c-%d", i)
+	}
+	e.seed(ids...)
+	for i, id := range ids {
+		e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
+	}
+	cfg := fastConfig(t)
+	cfg.RetryMaxElapsed = time.Second
+	e.start(cfg, nil)
+
+	// Restart once some, but not all, results are in.
+	rs, err := e.js.Stream(t.Context(), worker.StreamResults)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := rs.Info(t.Context())
+		return err == nil && info.State.Msgs >= 50
+	}, 30*time.Second, 5*time.Millisecond)
+	e.srv.Restart()
+
+	got := byRequest(t, e.waitIdle(n))
+	require.Len(t, got, n)
+	for id, r := range got {
+		require.NotNil(t, r.result.Stopped, id)
+	}
+}
+
+func TestGracefulShutdownMidBacklog(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	const n = 1000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("c-%d", i)
+	}
+	e.seed(ids...)
+	for i, id := range ids {
+		e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
+	}
+	w, err := worker.New(e.js, e.st, fastConfig(t))
+	require.NoError(t, err)
+	require.NoError(t, w.Start(t.Context()))
+	rs, err := e.js.Stream(t.Context(), worker.StreamResults)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := rs.Info(t.Context())
+		return err == nil && info.State.Msgs >= 50
+	}, 30*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, w.Stop(ctx))
+
+	info, err := rs.Info(t.Context())
+	require.NoError(t, err)
+	require.Less(t, info.State.Msgs, uint64(n), "stopped mid-backlog")
+	// Whatever was in flight was finished, not abandoned.
+	cons, err := e.js.Consumer(t.Context(), worker.StreamRequests, worker.ConsumerName)
+	require.NoError(t, err)
+	ci, err := cons.Info(t.Context())
+	require.NoError(t, err)
+	require.Zero(t, ci.NumAckPending, "in-flight requests were finished or handed back")
+
+	e.start(fastConfig(t), nil)
+	got := byRequest(t, e.waitIdle(n))
+	require.Len(t, got, n)
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	_, err := worker.New(nil, nil, worker.Config{Workers: 10, MaxAckPending: 5})
+	require.ErrorContains(t, err, "max ack pending")
+	_, err = worker.New(nil, nil, worker.Config{AckWait: 2 * time.Second, RetryMaxElapsed: 5 * time.Second})
+	require.ErrorContains(t, err, "below ack wait")
+}
+
