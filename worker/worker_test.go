@@ -693,4 +693,3 @@ func TestConfigValidation(t *testing.T) {
 	_, err = worker.New(nil, nil, worker.Config{AckWait: 2 * time.Second, RetryMaxElapsed: 5 * time.Second})
 	require.ErrorContains(t, err, "below ack wait")
 }
-
