@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/contactstop/contactstop/events"
+	"github.com/contactstop/contactstop/store"
+)
+
+// run executes one contactstop command line and returns its stdout.
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.ExecuteContext(t.Context())
+	return out.String(), err
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestServeAndClients runs serve with its embedded server and drives it
+// with the client commands, as a user would from a second terminal.
+func TestServeAndClients(t *testing.T) {
+	addr := freeAddr(t)
+	url := "nats://" + addr
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() {
+		root := newRootCmd()
+		root.SetArgs([]string{"serve", "--listen", addr, "--data-dir", filepath.Join(t.TempDir(), "data"), "--workers", "4", "--log-level", "warn"})
+		served <- root.ExecuteContext(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-served:
+			require.NoError(t, err, "serve exits cleanly on shutdown")
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	// serve is ready once it has provisioned the streams.
+	require.Eventually(t, func() bool {
+		_, err := run(t, "stop", "--nats-url", url, "--instance", "acme", "--contact", "probe", "--timeout", "1s")
+		return err == nil
+	}, 30*time.Second, 100*time.Millisecond)
+
+	out, err := run(t, "contacts", "seed", "--nats-url", url, "--instance", "acme", "--count", "50", "--queue", "billing", "--json")
+	require.NoError(t, err)
+	require.Contains(t, out, `"seeded": 50`)
+
+	out, err = run(t, "stop", "--nats-url", url, "--instance", "acme", "--contact", "c7", "--request-id", "r-7", "--reason", "EMERGENCY", "--wait", "--json")
+	require.NoError(t, err)
+	var stopped events.Stopped
+	require.NoError(t, json.Unmarshal([]byte(out), &stopped))
+	require.Equal(t, events.Stopped{RequestID: "r-7", ContactID: "c7", InstanceID: "acme", PreviousState: "QUEUED", DisconnectReason: "EMERGENCY", StoppedAt: stopped.StoppedAt}, stopped)
+
+	// The same request again is a duplicate: the original result is shown.
+	again, err := run(t, "stop", "--nats-url", url, "--instance", "acme", "--contact", "c7", "--request-id", "r-7", "--wait", "--json")
+	require.NoError(t, err)
+	require.JSONEq(t, out, again)
+
+	// Another request for the ended contact fails, with exit code 2.
+	out, err = run(t, "stop", "--nats-url", url, "--instance", "acme", "--contact", "c7", "--wait")
+	var ee *exitError
+	require.True(t, errors.As(err, &ee), "got %v", err)
+	require.Equal(t, 2, ee.code)
+	require.Contains(t, out, "CONTACT_NOT_FOUND")
+
+	out, err = run(t, "contacts", "get", "--nats-url", url, "--instance", "acme", "--contact", "c7", "--json")
+	require.NoError(t, err)
+	var c store.Contact
+	require.NoError(t, json.Unmarshal([]byte(out), &c))
+	require.Equal(t, store.StateEnded, c.State)
+	require.Equal(t, "r-7", c.EndedBy)
+	require.Equal(t, "billing", c.QueueID)
+
+	out, err = run(t, "instances", "list", "--nats-url", url)
+	require.NoError(t, err)
+	require.Contains(t, out, "acme")
+
+	// Bad input is refused before anything is sent.
+	_, err = run(t, "stop", "--nats-url", url, "--instance", "ac.me", "--contact", "c1")
+	require.ErrorContains(t, err, "instanceId")
+	_, err = run(t, "contacts", "seed", "--nats-url", url, "--instance", "acme", "--count", "3", "--state", "GONE")
+	require.ErrorContains(t, err, "--state")
+}
+
+func TestEnvironmentSetsFlags(t *testing.T) {
+	t.Setenv("CONTACTSTOP_NATS_URL", "nats://127.0.0.1:1")
+	_, err := run(t, "instances", "list", "--timeout", "2s")
+	require.ErrorContains(t, err, "127.0.0.1:1", "the URL came from the environment")
+
+	t.Setenv("CONTACTSTOP_WORKERS", "many")
+	_, err = run(t, "serve")
+	require.ErrorContains(t, err, "CONTACTSTOP_WORKERS")
+}
+
+func TestVersion(t *testing.T) {
+	out, err := run(t, "version", "--json")
+	require.NoError(t, err)
+	require.JSONEq(t, `{"version":"`+version+`"}`, out)
+}
