@@ -55,7 +55,7 @@ func (c *client) Close() { c.nc.Close() }
 // openStore opens the state store without changing its configuration when
 // the buckets exist (so a client never resizes what serve set up).
 func (c *client) openStore(ctx context.Context) (*store.KV, error) {
-	st, err := store.Open(ctx, c.js, store.Config{})
+	st, err := store.Open(ctx, c.js, store.Config{KeepExisting: true})
 	if err != nil {
 		return nil, fmt.Errorf("open store (is contactstop serve or a NATS server with JetStream running?): %w", err)
 	}

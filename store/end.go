@@ -1,0 +1,103 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// maxEndAttempts bounds how often EndContact re-reads and retries after
+// another writer changed the contact between its read and its write.
+const maxEndAttempts = 16
+
+// EndContactParams names the contact to end and the request ending it.
+type EndContactParams struct {
+	InstanceID, ContactID string
+	// RequestID identifies the request; it is recorded as EndedBy and makes
+	// the operation idempotent. Required.
+	RequestID string
+	// DisconnectReason is recorded on the contact; it may be empty.
+	DisconnectReason string
+	// At is recorded as EndedAt and UpdatedAt; now when zero.
+	At time.Time
+}
+
+// EndContactResult is the outcome of a successful EndContact.
+type EndContactResult struct {
+	// Contact is the ENDED record, with PreviousState, as stored.
+	Contact Contact
+	// Replayed is true when the contact had already been ended by the same
+	// RequestID: nothing was written, and Contact is the record that the
+	// first call stored.
+	Replayed bool
+}
+
+// EndContact moves an active contact to ENDED, recording EndedAt, EndedBy,
+// DisconnectReason and PreviousState. The write is a compare-and-set on the
+// revision just read, so a contact is ended at most once however many
+// processes race to end it.
+//
+// It returns an error wrapping ErrContactNotFound when the contact does not
+// exist, and ErrContactNotActive when it was ended by a different request.
+// When it was already ended by the same RequestID it writes nothing and
+// returns the stored record with Replayed set: retrying EndContact after an
+// error of unknown outcome (a timeout) is always safe. Invalid ids or an
+// empty RequestID give an error wrapping ErrInvalidContact. When other
+// writers keep changing the contact between read and write, it re-reads and
+// decides again, up to 16 times, then returns an error wrapping
+// jetstream.ErrKeyRevisionMismatch. Any other error (timeout, no responders,
+// an unreadable record) is returned wrapped with context, unclassified: the
+// caller may retry.
+func (s *KV) EndContact(ctx context.Context, p EndContactParams) (EndContactResult, error) {
+	if err := validateContactIDs(p.InstanceID, p.ContactID); err != nil {
+		return EndContactResult{}, err
+	}
+	if p.RequestID == "" {
+		return EndContactResult{}, fmt.Errorf("%w: requestId is required to end a contact", ErrInvalidContact)
+	}
+	at := utc(p.At)
+	if at.IsZero() {
+		at = s.now()
+	}
+	key := ContactKey(p.InstanceID, p.ContactID)
+	var conflict error
+	for range maxEndAttempts {
+		c, err := s.GetContact(ctx, p.InstanceID, p.ContactID)
+		if err != nil {
+			return EndContactResult{}, err
+		}
+		if c.State == StateEnded {
+			if c.EndedBy == p.RequestID {
+				return EndContactResult{Contact: c, Replayed: true}, nil
+			}
+			return EndContactResult{}, fmt.Errorf("%w: %s/%q was ended by request %q", ErrContactNotActive, p.InstanceID, p.ContactID, c.EndedBy)
+		}
+		ended := c
+		ended.PreviousState = c.State
+		ended.State = StateEnded
+		ended.EndedAt = at
+		ended.UpdatedAt = at
+		ended.EndedBy = p.RequestID
+		ended.DisconnectReason = p.DisconnectReason
+		ended.Revision = 0
+		data, err := json.Marshal(ended)
+		if err != nil {
+			return EndContactResult{}, fmt.Errorf("store: end contact %s/%q: %w", p.InstanceID, p.ContactID, err)
+		}
+		rev, err := s.contacts.Update(ctx, key, data, c.Revision)
+		if err == nil {
+			ended.Revision = rev
+			return EndContactResult{Contact: ended}, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return EndContactResult{}, fmt.Errorf("store: end contact %s/%q at revision %d: %w", p.InstanceID, p.ContactID, c.Revision, err)
+		}
+		conflict = err
+	}
+	return EndContactResult{}, fmt.Errorf("store: end contact %s/%q: still conflicting after %d attempts: %w",
+		p.InstanceID, p.ContactID, maxEndAttempts, conflict)
+}

@@ -1,0 +1,326 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures a [KV] store. The zero value is usable: Open fills in
+// the defaults.
+type Config struct {
+	// ContactsBucket is the KV bucket holding contacts. Default
+	// "contactstop-contacts".
+	ContactsBucket string
+	// InstancesBucket is the KV bucket holding instances. Default
+	// "contactstop-instances".
+	InstancesBucket string
+	// Replicas is the number of replicas of both buckets in a JetStream
+	// cluster, 1 to 5. Default 1. Buckets always use file storage.
+	Replicas int
+	// KeepExisting makes Open use buckets that exist as they are, without
+	// updating their configuration, and create only missing ones. Client
+	// commands set it so that they never resize what serve set up.
+	KeepExisting bool
+}
+
+// Defaults of Config.
+const (
+	defaultContactsBucket  = "contactstop-contacts"
+	defaultInstancesBucket = "contactstop-instances"
+)
+
+var bucketNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// setDefaults fills every unset field with its default.
+func (c *Config) setDefaults() {
+	if c.ContactsBucket == "" {
+		c.ContactsBucket = defaultContactsBucket
+	}
+	if c.InstancesBucket == "" {
+		c.InstancesBucket = defaultInstancesBucket
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+}
+
+// Validate reports every problem with the configuration: bucket names that
+// are empty or not [A-Za-z0-9_-], the same bucket for both, and Replicas
+// outside 1–5. Call it after defaults are filled (Open does both).
+func (c Config) Validate() error {
+	var errs []error
+	for _, b := range []struct{ field, name string }{
+		{"ContactsBucket", c.ContactsBucket},
+		{"InstancesBucket", c.InstancesBucket},
+	} {
+		if !bucketNameRe.MatchString(b.name) {
+			errs = append(errs, fmt.Errorf("store: config: %s %q must be non-empty [A-Za-z0-9_-]", b.field, b.name))
+		}
+	}
+	if c.ContactsBucket != "" && c.ContactsBucket == c.InstancesBucket {
+		errs = append(errs, fmt.Errorf("store: config: ContactsBucket and InstancesBucket are both %q", c.ContactsBucket))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("store: config: Replicas %d must be 1 to 5", c.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+// KV is the contact and instance store on JetStream key-value buckets. It is
+// safe for concurrent use. It holds no goroutines and needs no closing; it
+// lives as long as the JetStream connection it was opened on.
+type KV struct {
+	js        jetstream.JetStream
+	cfg       Config
+	contacts  jetstream.KeyValue
+	instances jetstream.KeyValue
+
+	// Names of the streams behind the buckets and their subject prefixes
+	// ("$KV.<bucket>.").
+	contactsStream, contactsPrefix   string
+	instancesStream, instancesPrefix string
+
+	// known caches the ids of instances seen to exist. Instances are never
+	// deleted by contactstop, so a hit never needs re-checking.
+	known sync.Map // string → struct{}
+
+	now func() time.Time
+}
+
+// Open creates both buckets, or updates their configuration if they exist
+// (idempotently, so any number of processes may call it at start-up), and
+// returns the store. It fails if cfg is invalid or a bucket cannot be
+// created or updated (for example, no JetStream, or a replica count the
+// cluster cannot provide).
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &KV{
+		js:              js,
+		cfg:             cfg,
+		contactsStream:  "KV_" + cfg.ContactsBucket,
+		contactsPrefix:  "$KV." + cfg.ContactsBucket + ".",
+		instancesStream: "KV_" + cfg.InstancesBucket,
+		instancesPrefix: "$KV." + cfg.InstancesBucket + ".",
+		now:             func() time.Time { return time.Now().UTC() },
+	}
+	var err error
+	s.contacts, err = openBucket(ctx, js, cfg.KeepExisting, jetstream.KeyValueConfig{
+		Bucket:      cfg.ContactsBucket,
+		Description: "contactstop contacts: key <instanceId>.<escaped contactId>, value JSON (docs/store.md)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.instances, err = openBucket(ctx, js, cfg.KeepExisting, jetstream.KeyValueConfig{
+		Bucket:      cfg.InstancesBucket,
+		Description: "contactstop instances: key <instanceId>, value JSON (docs/store.md)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// openBucket creates or updates a bucket, or with keepExisting binds to it
+// as it is when it exists.
+func openBucket(ctx context.Context, js jetstream.JetStream, keepExisting bool, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if keepExisting {
+		kv, err := js.KeyValue(ctx, cfg.Bucket)
+		if err == nil {
+			return kv, nil
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("store: open bucket %q: %w", cfg.Bucket, err)
+		}
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: open bucket %q: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// PutInstance registers an instance, or updates it if it exists, and
+// returns it as stored. The instanceId must be 1–100 characters of
+// [A-Za-z0-9_-], else the error wraps ErrInvalidInstance. A zero CreatedAt
+// keeps the CreatedAt of an existing record, or is set to now for a new one,
+// so registering an instance again is harmless. Other errors are transient.
+func (s *KV) PutInstance(ctx context.Context, inst Instance) (Instance, error) {
+	if err := validateInstanceID(inst.InstanceID); err != nil {
+		return Instance{}, fmt.Errorf("%w: %v", ErrInvalidInstance, err)
+	}
+	if inst.CreatedAt.IsZero() {
+		e, err := s.instances.Get(ctx, inst.InstanceID)
+		switch {
+		case err == nil:
+			// A malformed record is simply replaced.
+			if old, err := decodeInstance(inst.InstanceID, e.Value()); err == nil {
+				inst.CreatedAt = old.CreatedAt
+			}
+		case !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted):
+			return Instance{}, fmt.Errorf("store: put instance %s: %w", inst.InstanceID, err)
+		}
+	}
+	if inst.CreatedAt.IsZero() {
+		inst.CreatedAt = s.now()
+	}
+	inst.CreatedAt = inst.CreatedAt.UTC()
+	data, err := json.Marshal(inst)
+	if err != nil {
+		return Instance{}, fmt.Errorf("store: put instance %s: %w", inst.InstanceID, err)
+	}
+	if _, err := s.instances.Put(ctx, inst.InstanceID, data); err != nil {
+		return Instance{}, fmt.Errorf("store: put instance %s: %w", inst.InstanceID, err)
+	}
+	s.known.Store(inst.InstanceID, struct{}{})
+	return inst, nil
+}
+
+// GetInstance returns the registered instance. It returns an error wrapping
+// ErrInstanceNotFound when there is none, and ErrInvalidInstance when the
+// id could not name one.
+func (s *KV) GetInstance(ctx context.Context, instanceID string) (Instance, error) {
+	if err := validateInstanceID(instanceID); err != nil {
+		return Instance{}, fmt.Errorf("%w: %v", ErrInvalidInstance, err)
+	}
+	e, err := s.instances.Get(ctx, instanceID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return Instance{}, fmt.Errorf("%w: %s", ErrInstanceNotFound, instanceID)
+	}
+	if err != nil {
+		return Instance{}, fmt.Errorf("store: get instance %s: %w", instanceID, err)
+	}
+	inst, err := decodeInstance(instanceID, e.Value())
+	if err != nil {
+		return Instance{}, err
+	}
+	s.known.Store(instanceID, struct{}{})
+	return inst, nil
+}
+
+// ListInstances returns every registered instance, sorted by id; an empty
+// slice (not an error) when there are none. It fails on a record whose key
+// or body is not valid.
+func (s *KV) ListInstances(ctx context.Context) ([]Instance, error) {
+	insts := []Instance{}
+	err := s.walk(ctx, s.instancesStream, s.instancesPrefix, ">", func(key string, data []byte, _ uint64) error {
+		if err := validateInstanceID(key); err != nil {
+			return fmt.Errorf("key %q: %v", key, err)
+		}
+		inst, err := decodeInstance(key, data)
+		if err != nil {
+			return err
+		}
+		insts = append(insts, inst)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list instances: %w", err)
+	}
+	slices.SortFunc(insts, func(a, b Instance) int { return strings.Compare(a.InstanceID, b.InstanceID) })
+	insts = slices.CompactFunc(insts, func(a, b Instance) bool { return a.InstanceID == b.InstanceID })
+	return insts, nil
+}
+
+// InstanceExists reports whether the instance is registered. An instance
+// once seen to exist is answered from memory (contactstop never deletes
+// instances); a miss is always read from the bucket, so an instance
+// registered by another process is found at once. It returns false and an
+// error wrapping ErrInvalidInstance for an id that could not name an
+// instance, and false and a transient error when the bucket cannot be read.
+// Safe for concurrent use.
+func (s *KV) InstanceExists(ctx context.Context, instanceID string) (bool, error) {
+	if _, ok := s.known.Load(instanceID); ok {
+		return true, nil
+	}
+	_, err := s.GetInstance(ctx, instanceID)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrInstanceNotFound):
+		return false, nil
+	}
+	return false, err
+}
+
+// PutContact writes a contact unconditionally (creating or replacing it)
+// and returns it as stored, with its new Revision. The contact must have a
+// valid instanceId (1–100 of [A-Za-z0-9_-]), contactId (1–256 characters of
+// valid UTF-8), State and Channel (canonical upper-case values), else the
+// error wraps ErrInvalidContact and nothing is written. A zero UpdatedAt is
+// set to now; times are stored in UTC. PutContact does not register the
+// instance: callers that need it call PutInstance.
+func (s *KV) PutContact(ctx context.Context, c Contact) (Contact, error) {
+	key, data, err := s.prepareContact(&c)
+	if err != nil {
+		return Contact{}, err
+	}
+	rev, err := s.contacts.Put(ctx, key, data)
+	if err != nil {
+		return Contact{}, fmt.Errorf("store: put contact %s/%q: %w", c.InstanceID, c.ContactID, err)
+	}
+	c.Revision = rev
+	return c, nil
+}
+
+// prepareContact validates and normalizes c and returns its key and record.
+func (s *KV) prepareContact(c *Contact) (key string, data []byte, err error) {
+	if err := c.validate(); err != nil {
+		return "", nil, err
+	}
+	c.normalize(s.now())
+	data, err = json.Marshal(c)
+	if err != nil {
+		return "", nil, fmt.Errorf("store: encode contact %s/%q: %w", c.InstanceID, c.ContactID, err)
+	}
+	return ContactKey(c.InstanceID, c.ContactID), data, nil
+}
+
+// GetContact returns the contact with its Revision. It returns an error
+// wrapping ErrContactNotFound when there is no record (or it was deleted),
+// ErrInvalidContact when the ids could not name a contact, an unclassified
+// error for a record that is not a valid contact, and a wrapped transient
+// error when the bucket cannot be read.
+func (s *KV) GetContact(ctx context.Context, instanceID, contactID string) (Contact, error) {
+	if err := validateContactIDs(instanceID, contactID); err != nil {
+		return Contact{}, err
+	}
+	e, err := s.contacts.Get(ctx, ContactKey(instanceID, contactID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return Contact{}, fmt.Errorf("%w: %s/%q", ErrContactNotFound, instanceID, contactID)
+	}
+	if err != nil {
+		return Contact{}, fmt.Errorf("store: get contact %s/%q: %w", instanceID, contactID, err)
+	}
+	return decodeContact(instanceID, contactID, e.Value(), e.Revision())
+}
+
+// validateContactIDs checks the ids naming a contact, wrapping
+// ErrInvalidContact.
+func validateContactIDs(instanceID, contactID string) error {
+	if err := validateInstanceID(instanceID); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidContact, err)
+	}
+	if err := validateContactID(contactID); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidContact, err)
+	}
+	return nil
+}

@@ -1,0 +1,664 @@
+// Package storetest is the behavioural test suite of contactstop's state
+// store. Every implementation of the store runs it from its own tests:
+//
+//	func TestKV(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) storetest.Store { return newKV(t) })
+//	}
+//
+// The suite states the contract the worker and the command line rely on:
+// instances, contacts with awkward ids, listing one instance's contacts, and
+// ending a contact at most once, idempotently, under concurrency.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/contactstop/contactstop/store"
+)
+
+// Store is every operation of a contactstop state store. *store.KV
+// implements it.
+type Store interface {
+	PutInstance(ctx context.Context, inst store.Instance) (store.Instance, error)
+	GetInstance(ctx context.Context, instanceID string) (store.Instance, error)
+	ListInstances(ctx context.Context) ([]store.Instance, error)
+	InstanceExists(ctx context.Context, instanceID string) (bool, error)
+
+	PutContact(ctx context.Context, c store.Contact) (store.Contact, error)
+	GetContact(ctx context.Context, instanceID, contactID string) (store.Contact, error)
+	ListContacts(ctx context.Context, instanceID string, fn func(store.Contact) error) error
+	SeedContacts(ctx context.Context, contacts iter.Seq[store.Contact]) (int, error)
+	EndContact(ctx context.Context, p store.EndContactParams) (store.EndContactResult, error)
+}
+
+var _ Store = (*store.KV)(nil)
+
+// Run runs the suite. newStore must return a new, empty store isolated from
+// every other it returned (a fresh server, or fresh buckets), cleaned up by
+// t.Cleanup; subtests call it concurrently.
+func Run(t *testing.T, newStore func(t *testing.T) Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s Store)
+	}{
+		{"Instances", testInstances},
+		{"InstanceValidation", testInstanceValidation},
+		{"ContactRoundTrip", testContactRoundTrip},
+		{"ContactDefaults", testContactDefaults},
+		{"ContactNotFound", testContactNotFound},
+		{"AwkwardContactIDs", testAwkwardContactIDs},
+		{"ListContactsOneInstance", testListContactsOneInstance},
+		{"ListContactsEarlyStop", testListContactsEarlyStop},
+		{"EndContact", testEndContact},
+		{"EndContactErrors", testEndContactErrors},
+		{"EndContactConcurrent", testEndContactConcurrent},
+		{"PutContactValidation", testPutContactValidation},
+		{"SeedContacts", testSeedContacts},
+		{"SeedContactsInvalid", testSeedContactsInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, newStore(t))
+		})
+	}
+}
+
+// ctx returns a context that ends with the test or after a minute.
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// at is a fixed, non-UTC time, so that tests see that instants survive.
+var at = time.Date(2026, 11, 20, 10, 0, 0, 123456789, time.FixedZone("CET", 3600))
+
+// contact returns a valid active contact.
+func contact(instanceID, contactID string) store.Contact {
+	return store.Contact{
+		ContactID:  contactID,
+		InstanceID: instanceID,
+		State:      store.StateQueued,
+		QueueID:    "billing",
+		Channel:    store.ChannelVoice,
+		EnqueuedAt: at,
+		UpdatedAt:  at.Add(time.Second),
+	}
+}
+
+// requireSameContact fails unless the contacts are equal field by field,
+// times compared as instants.
+func requireSameContact(t *testing.T, want, got store.Contact, msgAndArgs ...any) {
+	t.Helper()
+	norm := func(c store.Contact) store.Contact {
+		for _, tm := range []*time.Time{&c.EnqueuedAt, &c.UpdatedAt, &c.EndedAt} {
+			if !tm.IsZero() {
+				*tm = tm.UTC()
+			}
+		}
+		return c
+	}
+	require.Equal(t, norm(want), norm(got), msgAndArgs...)
+}
+
+// listAll returns every contact of the instance, keyed by contactId, failing
+// on a contact listed twice.
+func listAll(t *testing.T, s Store, instanceID string) map[string]store.Contact {
+	t.Helper()
+	got := map[string]store.Contact{}
+	require.NoError(t, s.ListContacts(ctx(t), instanceID, func(c store.Contact) error {
+		if _, dup := got[c.ContactID]; dup {
+			return fmt.Errorf("contact %q listed twice", c.ContactID)
+		}
+		got[c.ContactID] = c
+		return nil
+	}))
+	return got
+}
+
+func testInstances(t *testing.T, s Store) {
+	c := ctx(t)
+
+	insts, err := s.ListInstances(c)
+	require.NoError(t, err)
+	require.NotNil(t, insts, "an empty store lists an empty slice")
+	require.Empty(t, insts)
+
+	ok, err := s.InstanceExists(c, "acme")
+	require.NoError(t, err)
+	require.False(t, ok, "unknown instance")
+	_, err = s.GetInstance(c, "acme")
+	require.ErrorIs(t, err, store.ErrInstanceNotFound)
+
+	acme, err := s.PutInstance(c, store.Instance{InstanceID: "acme", Name: "Acme Corp"})
+	require.NoError(t, err)
+	require.Equal(t, "acme", acme.InstanceID)
+	require.Equal(t, "Acme Corp", acme.Name)
+	require.False(t, acme.CreatedAt.IsZero(), "CreatedAt is set when zero")
+
+	got, err := s.GetInstance(c, "acme")
+	require.NoError(t, err)
+	require.Equal(t, acme.InstanceID, got.InstanceID)
+	require.Equal(t, acme.Name, got.Name)
+	require.True(t, acme.CreatedAt.Equal(got.CreatedAt))
+
+	ok, err = s.InstanceExists(c, "acme")
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	// Unknown first, added later: found at once.
+	ok, err = s.InstanceExists(c, "beta_2")
+	require.NoError(t, err)
+	require.False(t, ok)
+	created := at.Add(-time.Hour)
+	_, err = s.PutInstance(c, store.Instance{InstanceID: "beta_2", CreatedAt: created})
+	require.NoError(t, err)
+	ok, err = s.InstanceExists(c, "beta_2")
+	require.NoError(t, err)
+	require.True(t, ok)
+	beta, err := s.GetInstance(c, "beta_2")
+	require.NoError(t, err)
+	require.True(t, created.Equal(beta.CreatedAt), "a given CreatedAt is kept")
+
+	_, err = s.PutInstance(c, store.Instance{InstanceID: "Aardvark-1"})
+	require.NoError(t, err)
+
+	// Registering again with a zero CreatedAt keeps the first one.
+	again, err := s.PutInstance(c, store.Instance{InstanceID: "acme", Name: "Acme"})
+	require.NoError(t, err)
+	require.True(t, acme.CreatedAt.Equal(again.CreatedAt), "re-registering keeps CreatedAt")
+
+	insts, err = s.ListInstances(c)
+	require.NoError(t, err)
+	var ids []string
+	for _, inst := range insts {
+		ids = append(ids, inst.InstanceID)
+	}
+	require.Equal(t, []string{"Aardvark-1", "acme", "beta_2"}, ids, "sorted by id")
+	require.Equal(t, "Acme", insts[1].Name, "upsert replaced the name")
+}
+
+func testInstanceValidation(t *testing.T, s Store) {
+	c := ctx(t)
+	for _, id := range []string{"", "a.b", "a b", "a*", ">", "é", strings.Repeat("a", 101)} {
+		_, err := s.PutInstance(c, store.Instance{InstanceID: id})
+		require.ErrorIs(t, err, store.ErrInvalidInstance, "PutInstance(%q)", id)
+	}
+	_, err := s.PutInstance(c, store.Instance{InstanceID: strings.Repeat("a", 100)})
+	require.NoError(t, err, "100 characters is the limit")
+	insts, err := s.ListInstances(c)
+	require.NoError(t, err)
+	require.Len(t, insts, 1)
+}
+
+func testContactRoundTrip(t *testing.T, s Store) {
+	c := ctx(t)
+	active := contact("acme", "c-1")
+	put, err := s.PutContact(c, active)
+	require.NoError(t, err)
+	require.NotZero(t, put.Revision)
+	active.Revision = put.Revision
+	requireSameContact(t, active, put)
+
+	got, err := s.GetContact(c, "acme", "c-1")
+	require.NoError(t, err)
+	requireSameContact(t, active, got)
+
+	// Every field, including those of an ended contact.
+	full := store.Contact{
+		ContactID:        "c-2",
+		InstanceID:       "acme",
+		State:            store.StateEnded,
+		QueueID:          "support/tier-2",
+		Channel:          store.ChannelWorkItem,
+		EnqueuedAt:       at,
+		UpdatedAt:        at.Add(time.Minute),
+		EndedAt:          at.Add(2 * time.Minute),
+		EndedBy:          "r-42",
+		DisconnectReason: "EMERGENCY",
+		PreviousState:    store.StateOnHold,
+	}
+	put, err = s.PutContact(c, full)
+	require.NoError(t, err)
+	full.Revision = put.Revision
+	got, err = s.GetContact(c, "acme", "c-2")
+	require.NoError(t, err)
+	requireSameContact(t, full, got)
+
+	// An unconditional put replaces the record and moves the revision on.
+	again := active
+	again.State = store.StateConnected
+	again.QueueID = ""
+	again.EnqueuedAt = time.Time{}
+	put2, err := s.PutContact(c, again)
+	require.NoError(t, err)
+	require.Greater(t, put2.Revision, active.Revision)
+	got, err = s.GetContact(c, "acme", "c-1")
+	require.NoError(t, err)
+	again.Revision = put2.Revision
+	requireSameContact(t, again, got)
+
+	for _, ch := range []store.Channel{store.ChannelVoice, store.ChannelChat, store.ChannelEmail,
+		store.ChannelSMS, store.ChannelVoicemail, store.ChannelWorkItem} {
+		for _, st := range []store.State{store.StateInitiated, store.StateQueued, store.StateConnected,
+			store.StateOnHold, store.StateEnded} {
+			ct := contact("acme", string(ch)+"-"+string(st))
+			ct.Channel, ct.State = ch, st
+			_, err := s.PutContact(c, ct)
+			require.NoError(t, err)
+			got, err := s.GetContact(c, "acme", ct.ContactID)
+			require.NoError(t, err)
+			require.Equal(t, ch, got.Channel)
+			require.Equal(t, st, got.State)
+		}
+	}
+}
+
+func testContactDefaults(t *testing.T, s Store) {
+	c := ctx(t)
+	before := time.Now()
+	ct := contact("acme", "c-1")
+	ct.UpdatedAt = time.Time{}
+	ct.EnqueuedAt = time.Time{}
+	put, err := s.PutContact(c, ct)
+	require.NoError(t, err)
+	require.False(t, put.UpdatedAt.Before(before.Add(-time.Second)), "UpdatedAt is set to now when zero")
+	require.True(t, put.EnqueuedAt.IsZero(), "EnqueuedAt stays zero")
+	got, err := s.GetContact(c, "acme", "c-1")
+	require.NoError(t, err)
+	requireSameContact(t, put, got)
+}
+
+func testContactNotFound(t *testing.T, s Store) {
+	c := ctx(t)
+	_, err := s.GetContact(c, "acme", "nope")
+	require.ErrorIs(t, err, store.ErrContactNotFound)
+
+	_, err = s.PutContact(c, contact("acme", "c-1"))
+	require.NoError(t, err)
+	_, err = s.GetContact(c, "acme-2", "c-1")
+	require.ErrorIs(t, err, store.ErrContactNotFound, "same contactId, other instance")
+	_, err = s.GetContact(c, "acme", "C-1")
+	require.ErrorIs(t, err, store.ErrContactNotFound, "contactIds are case-sensitive")
+
+	called := false
+	require.NoError(t, s.ListContacts(c, "empty", func(store.Contact) error { called = true; return nil }))
+	require.False(t, called, "an instance without contacts lists nothing")
+}
+
+// awkwardContactIDs are contactIds that break naive key encodings. Every
+// store must keep them apart and give them back exactly.
+func awkwardContactIDs() []string {
+	return []string{
+		".", "..", "...", "*", ">", "a.b.c", "a/b", "/", "//a//", "with space", " ", "=", "==", "=2E", "=3D",
+		"a=2Eb", "日本語", "😀", "👩‍👩‍👧", "é", "e\u0301", "tab\there", "new\nline", "nul\x00byte", "\u00a0",
+		".leading", "trailing.", ".both.", "a..b", "$KV.x", "_INBOX.x", "-", "_", "A", "a", "0",
+		"aA-_/09", "%2E", "+", "~", "'quote'\"", "back\\slash", "{json}", "550e8400-e29b-41d4-a716-446655440000",
+		strings.Repeat("😀", 256), strings.Repeat(".", 256), strings.Repeat("a", 256),
+	}
+}
+
+func testAwkwardContactIDs(t *testing.T, s Store) {
+	c := ctx(t)
+	ids := awkwardContactIDs()
+	for i, id := range ids {
+		ct := contact("acme", id)
+		ct.QueueID = fmt.Sprint("q-", i)
+		_, err := s.PutContact(c, ct)
+		require.NoError(t, err, "PutContact(%q)", id)
+	}
+	for i, id := range ids {
+		got, err := s.GetContact(c, "acme", id)
+		require.NoError(t, err, "GetContact(%q)", id)
+		require.Equal(t, id, got.ContactID)
+		require.Equal(t, fmt.Sprint("q-", i), got.QueueID, "GetContact(%q) read another contact's record", id)
+	}
+	listed := listAll(t, s, "acme")
+	require.Len(t, listed, len(ids))
+	for i, id := range ids {
+		got, ok := listed[id]
+		require.True(t, ok, "ListContacts misses %q", id)
+		require.Equal(t, fmt.Sprint("q-", i), got.QueueID)
+		require.Equal(t, "acme", got.InstanceID)
+	}
+
+	res, err := s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "a.b.c", RequestID: "r-1"})
+	require.NoError(t, err)
+	require.Equal(t, "a.b.c", res.Contact.ContactID)
+	got, err := s.GetContact(c, "acme", "a=2Eb")
+	require.NoError(t, err)
+	require.Equal(t, store.StateQueued, got.State, "ending a.b.c touched no other contact")
+}
+
+func testListContactsOneInstance(t *testing.T, s Store) {
+	c := ctx(t)
+	instances := map[string]int{"acme": 25, "acme-evil": 7, "acm": 3, "acme_2": 2, "xacme": 1}
+	for inst, n := range instances {
+		for i := range n {
+			_, err := s.PutContact(c, contact(inst, fmt.Sprintf("c-%d", i)))
+			require.NoError(t, err)
+		}
+		// Ids that would leak across instances under a naive encoding.
+		_, err := s.PutContact(c, contact(inst, inst+".x"))
+		require.NoError(t, err)
+		_, err = s.PutContact(c, contact(inst, ">"))
+		require.NoError(t, err)
+	}
+	for inst, n := range instances {
+		listed := listAll(t, s, inst)
+		require.Len(t, listed, n+2, "instance %s", inst)
+		for id, ct := range listed {
+			require.Equal(t, inst, ct.InstanceID, "contact %q of %s", id, inst)
+			require.NotZero(t, ct.Revision, "listed contacts carry their revision")
+		}
+		require.Contains(t, listed, inst+".x")
+		require.Contains(t, listed, ">")
+	}
+
+	// A listed contact is the current version, and its revision is usable.
+	ended, err := s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "c-3", RequestID: "r"})
+	require.NoError(t, err)
+	listed := listAll(t, s, "acme")
+	require.Equal(t, store.StateEnded, listed["c-3"].State)
+	require.Equal(t, ended.Contact.Revision, listed["c-3"].Revision)
+}
+
+func testListContactsEarlyStop(t *testing.T, s Store) {
+	c := ctx(t)
+	for i := range 600 { // more than one batch of any sensible size
+		_, err := s.PutContact(c, contact("acme", fmt.Sprintf("c-%03d", i)))
+		require.NoError(t, err)
+	}
+	stop := errors.New("stop here")
+	for _, after := range []int{1, 3, 300} {
+		n := 0
+		err := s.ListContacts(c, "acme", func(store.Contact) error {
+			n++
+			if n == after {
+				return stop
+			}
+			return nil
+		})
+		require.ErrorIs(t, err, stop)
+		require.Equal(t, after, n, "fn is not called after it returned an error")
+	}
+	// The store still works, and lists everything, after early stops.
+	require.Len(t, listAll(t, s, "acme"), 600)
+
+	cancelled, cancel := context.WithCancel(c)
+	n := 0
+	err := s.ListContacts(cancelled, "acme", func(store.Contact) error {
+		if n++; n == 5 {
+			cancel()
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Less(t, n, 600, "the walk stopped when its context ended")
+}
+
+func testEndContact(t *testing.T, s Store) {
+	c := ctx(t)
+	for i, st := range []store.State{store.StateInitiated, store.StateQueued, store.StateConnected, store.StateOnHold} {
+		id := fmt.Sprint("c-", i)
+		ct := contact("acme", id)
+		ct.State = st
+		put, err := s.PutContact(c, ct)
+		require.NoError(t, err)
+
+		endAt := at.Add(time.Hour)
+		res, err := s.EndContact(c, store.EndContactParams{
+			InstanceID: "acme", ContactID: id, RequestID: "r-1", DisconnectReason: "EMERGENCY", At: endAt,
+		})
+		require.NoError(t, err)
+		require.False(t, res.Replayed)
+		want := put
+		want.State = store.StateEnded
+		want.PreviousState = st
+		want.EndedAt = endAt
+		want.UpdatedAt = endAt
+		want.EndedBy = "r-1"
+		want.DisconnectReason = "EMERGENCY"
+		want.Revision = res.Contact.Revision
+		require.Greater(t, res.Contact.Revision, put.Revision)
+		requireSameContact(t, want, res.Contact)
+
+		got, err := s.GetContact(c, "acme", id)
+		require.NoError(t, err)
+		requireSameContact(t, want, got, "the stored record is the one returned")
+
+		// The same request again: the same result, nothing written.
+		again, err := s.EndContact(c, store.EndContactParams{
+			InstanceID: "acme", ContactID: id, RequestID: "r-1", DisconnectReason: "OTHER", At: endAt.Add(time.Hour),
+		})
+		require.NoError(t, err)
+		require.True(t, again.Replayed)
+		requireSameContact(t, want, again.Contact, "a replay returns the first result")
+		got, err = s.GetContact(c, "acme", id)
+		require.NoError(t, err)
+		require.Equal(t, res.Contact.Revision, got.Revision, "a replay writes nothing")
+
+		// Another request: not active.
+		_, err = s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: id, RequestID: "r-2"})
+		require.ErrorIs(t, err, store.ErrContactNotActive)
+		require.NotErrorIs(t, err, store.ErrContactNotFound)
+		got, err = s.GetContact(c, "acme", id)
+		require.NoError(t, err)
+		require.Equal(t, res.Contact.Revision, got.Revision, "a refused end writes nothing")
+	}
+
+	// A zero At means now; an empty reason is recorded as empty.
+	before := time.Now().Add(-time.Second)
+	_, err := s.PutContact(c, contact("acme", "now"))
+	require.NoError(t, err)
+	res, err := s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "now", RequestID: "bulk-7/now"})
+	require.NoError(t, err)
+	require.True(t, res.Contact.EndedAt.After(before))
+	require.True(t, res.Contact.EndedAt.Equal(res.Contact.UpdatedAt))
+	require.Empty(t, res.Contact.DisconnectReason)
+	require.Equal(t, "bulk-7/now", res.Contact.EndedBy)
+
+	// A contact stored as ENDED by someone else is not active.
+	ended := contact("acme", "pre-ended")
+	ended.State = store.StateEnded
+	_, err = s.PutContact(c, ended)
+	require.NoError(t, err)
+	_, err = s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "pre-ended", RequestID: "r-1"})
+	require.ErrorIs(t, err, store.ErrContactNotActive)
+}
+
+func testEndContactErrors(t *testing.T, s Store) {
+	c := ctx(t)
+	_, err := s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "absent", RequestID: "r-1"})
+	require.ErrorIs(t, err, store.ErrContactNotFound)
+	require.NotErrorIs(t, err, store.ErrContactNotActive)
+	_, err = s.GetContact(c, "acme", "absent")
+	require.ErrorIs(t, err, store.ErrContactNotFound, "ending an absent contact creates nothing")
+
+	_, err = s.PutContact(c, contact("acme", "c-1"))
+	require.NoError(t, err)
+	for name, p := range map[string]store.EndContactParams{
+		"no requestId":    {InstanceID: "acme", ContactID: "c-1"},
+		"no contactId":    {InstanceID: "acme", RequestID: "r-1"},
+		"no instanceId":   {ContactID: "c-1", RequestID: "r-1"},
+		"bad instanceId":  {InstanceID: "acme.>", ContactID: "c-1", RequestID: "r-1"},
+		"long contactId":  {InstanceID: "acme", ContactID: strings.Repeat("x", 257), RequestID: "r-1"},
+		"invalid UTF-8":   {InstanceID: "acme", ContactID: "\xff", RequestID: "r-1"},
+		"long instanceId": {InstanceID: strings.Repeat("a", 101), ContactID: "c-1", RequestID: "r-1"},
+	} {
+		_, err := s.EndContact(c, p)
+		require.ErrorIs(t, err, store.ErrInvalidContact, name)
+	}
+	got, err := s.GetContact(c, "acme", "c-1")
+	require.NoError(t, err)
+	require.Equal(t, store.StateQueued, got.State, "invalid requests touch nothing")
+}
+
+func testEndContactConcurrent(t *testing.T, s Store) {
+	c := ctx(t)
+	const n = 50
+	_, err := s.PutContact(c, contact("acme", "hot"))
+	require.NoError(t, err)
+
+	var (
+		wg       sync.WaitGroup
+		start    = make(chan struct{})
+		results  = make([]store.EndContactResult, n)
+		errs     = make([]error, n)
+		requests = make([]string, n)
+	)
+	for i := range n {
+		requests[i] = fmt.Sprint("r-", i)
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = s.EndContact(c, store.EndContactParams{
+				InstanceID: "acme", ContactID: "hot", RequestID: requests[i], DisconnectReason: requests[i],
+			})
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	winner := -1
+	for i := range n {
+		if errs[i] == nil {
+			require.Equal(t, -1, winner, "requests %d and %d both ended the contact", winner, i)
+			require.False(t, results[i].Replayed)
+			winner = i
+			continue
+		}
+		require.ErrorIs(t, errs[i], store.ErrContactNotActive, "request %d", i)
+	}
+	require.NotEqual(t, -1, winner, "no request ended the contact")
+
+	got, err := s.GetContact(c, "acme", "hot")
+	require.NoError(t, err)
+	require.Equal(t, store.StateEnded, got.State)
+	require.Equal(t, requests[winner], got.EndedBy)
+	require.Equal(t, requests[winner], got.DisconnectReason)
+	require.Equal(t, store.StateQueued, got.PreviousState)
+	require.Equal(t, results[winner].Contact.Revision, got.Revision)
+
+	// Every request delivered again: the winner replays, the others still fail.
+	for i := range n {
+		res, err := s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "hot", RequestID: requests[i]})
+		if i == winner {
+			require.NoError(t, err)
+			require.True(t, res.Replayed)
+			continue
+		}
+		require.ErrorIs(t, err, store.ErrContactNotActive)
+	}
+}
+
+func testPutContactValidation(t *testing.T, s Store) {
+	c := ctx(t)
+	tests := map[string]func(*store.Contact){
+		"empty contactId":           func(c *store.Contact) { c.ContactID = "" },
+		"257 characters":            func(c *store.Contact) { c.ContactID = strings.Repeat("é", 257) },
+		"invalid UTF-8":             func(c *store.Contact) { c.ContactID = "a\xc3" },
+		"empty instanceId":          func(c *store.Contact) { c.InstanceID = "" },
+		"instanceId with dot":       func(c *store.Contact) { c.InstanceID = "acme.prod" },
+		"instanceId with wildcard":  func(c *store.Contact) { c.InstanceID = "*" },
+		"instanceId too long":       func(c *store.Contact) { c.InstanceID = strings.Repeat("a", 101) },
+		"empty state":               func(c *store.Contact) { c.State = "" },
+		"unknown state":             func(c *store.Contact) { c.State = "DONE" },
+		"lower-case state":          func(c *store.Contact) { c.State = "queued" },
+		"empty channel":             func(c *store.Contact) { c.Channel = "" },
+		"unknown channel":           func(c *store.Contact) { c.Channel = "FAX" },
+		"previousState not active":  func(c *store.Contact) { c.State, c.PreviousState = store.StateEnded, store.StateEnded },
+		"previousState not a state": func(c *store.Contact) { c.PreviousState = "NOPE" },
+	}
+	for name, mutate := range tests {
+		ct := contact("acme", "c-1")
+		mutate(&ct)
+		_, err := s.PutContact(c, ct)
+		require.ErrorIs(t, err, store.ErrInvalidContact, name)
+	}
+	require.Empty(t, listAll(t, s, "acme"), "nothing invalid was written")
+
+	ok := contact("acme", strings.Repeat("é", 256))
+	_, err := s.PutContact(c, ok)
+	require.NoError(t, err, "256 characters is the limit")
+}
+
+// seq yields n contacts of the instance named c-0 … c-(n-1).
+func seq(instanceID string, n int) iter.Seq[store.Contact] {
+	return func(yield func(store.Contact) bool) {
+		for i := range n {
+			if !yield(contact(instanceID, fmt.Sprint("c-", i))) {
+				return
+			}
+		}
+	}
+}
+
+func testSeedContacts(t *testing.T, s Store) {
+	c := ctx(t)
+	const n = 10_000
+	written, err := s.SeedContacts(c, seq("acme", n))
+	require.NoError(t, err)
+	require.Equal(t, n, written)
+	_, err = s.SeedContacts(c, seq("other", 10))
+	require.NoError(t, err)
+
+	count := 0
+	seen := make(map[string]bool, n)
+	require.NoError(t, s.ListContacts(c, "acme", func(ct store.Contact) error {
+		count++
+		seen[ct.ContactID] = true
+		return nil
+	}))
+	require.Equal(t, n, count)
+	require.Len(t, seen, n)
+
+	got, err := s.GetContact(c, "acme", fmt.Sprint("c-", n-1))
+	require.NoError(t, err)
+	require.NotZero(t, got.Revision)
+	want := contact("acme", fmt.Sprint("c-", n-1))
+	want.Revision = got.Revision
+	requireSameContact(t, want, got)
+
+	// Seeded contacts are ordinary contacts.
+	res, err := s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "c-17", RequestID: "r"})
+	require.NoError(t, err)
+	require.Equal(t, store.StateQueued, res.Contact.PreviousState)
+
+	written, err = s.SeedContacts(c, seq("acme", 0))
+	require.NoError(t, err)
+	require.Zero(t, written)
+}
+
+func testSeedContactsInvalid(t *testing.T, s Store) {
+	c := ctx(t)
+	contacts := func(yield func(store.Contact) bool) {
+		for i := range 10 {
+			ct := contact("acme", fmt.Sprint("c-", i))
+			if i == 5 {
+				ct.State = "BOGUS"
+			}
+			if !yield(ct) {
+				return
+			}
+		}
+	}
+	written, err := s.SeedContacts(c, contacts)
+	require.ErrorIs(t, err, store.ErrInvalidContact)
+	require.Equal(t, 5, written, "the contacts before the invalid one are written")
+	listed := listAll(t, s, "acme")
+	require.Len(t, listed, 5)
+	ids := slices.Sorted(maps.Keys(listed))
+	require.Equal(t, []string{"c-0", "c-1", "c-2", "c-3", "c-4"}, ids)
+}
