@@ -90,7 +90,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 	}, {
 		Name:        StreamDeadLetter,
 		Description: "contactstop: copies of requests that ended as INTERNAL_ERROR",
-		Subjects:    []string{events.SubjectDeadLetter + ".>"},
+		Subjects:    []string{events.SubjectDeadLetter, events.SubjectDeadLetter + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    cfg.Replicas,
