@@ -81,7 +81,7 @@ func BenchmarkDrainBacklog(b *testing.B) {
 		require.Equal(b, n, seeded)
 		for i := range n {
 			body := fmt.Appendf(nil, `{"requestId":"r-%d","contactId":"c%d","instanceId":"acme"}`, i, i)
-			_, err := js.PublishAsync(events.StopRequestedSubject(inst), body)
+			_, err := js.PublishAsync(events.StopRequestedSubject(inst), body, jetstream.WithStallWait(time.Minute))
 			require.NoError(b, err)
 		}
 		select {
