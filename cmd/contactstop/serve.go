@@ -48,6 +48,9 @@ created or updated. SIGINT or SIGTERM stops pulling, finishes in-flight
 requests (handing back any left at --shutdown-timeout) and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("max-ack-pending") {
+				o.topology.MaxAckPending = max(o.topology.MaxAckPending, 2*o.worker.Workers)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return runServe(ctx, o)
@@ -59,7 +62,7 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "embedded server: client listen address")
 	f.BoolVar(&o.syncAlways, "sync-always", false, "embedded server: fsync every JetStream write before acknowledging it (survives OS crashes; slower)")
 	f.IntVar(&o.worker.Workers, "workers", 64, "requests handled concurrently by this process")
-	f.IntVar(&o.topology.MaxAckPending, "max-ack-pending", 1024, "consumer-wide limit of unacknowledged requests; at least 2×workers×replicas of serve")
+	f.IntVar(&o.topology.MaxAckPending, "max-ack-pending", 1024, "consumer-wide limit of unacknowledged requests; at least 2×workers×replicas of serve (default: the larger of 1024 and 2×workers)")
 	f.DurationVar(&o.topology.AckWait, "ack-wait", 30*time.Second, "redeliver a request not acknowledged within this time")
 	f.IntVar(&o.worker.MaxDeliveries, "max-deliveries", 5, "deliveries before a request that keeps failing transiently ends as INTERNAL_ERROR and is dead-lettered")
 	f.DurationVar(&o.worker.RetryInitial, "retry-initial", 20*time.Millisecond, "first backoff interval for transient errors within a delivery")
@@ -103,8 +106,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 		nats.Name("contactstop serve"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("disconnected from NATS", zap.Error(err))
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil && !nc.IsClosed() { // not our own close at shutdown
+				log.Warn("disconnected from NATS; reconnecting", zap.Error(err))
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted()))
