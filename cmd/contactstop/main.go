@@ -60,6 +60,7 @@ CONTACTSTOP_NATS_URL). A flag given on the command line wins.`,
 	root.AddCommand(
 		newServeCmd(),
 		newStopCmd(),
+		newResultsCmd(),
 		newContactsCmd(),
 		newInstancesCmd(),
 		newVersionCmd(),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +93,23 @@ func TestServeAndClients(t *testing.T) {
 	require.Equal(t, store.StateEnded, c.State)
 	require.Equal(t, "r-7", c.EndedBy)
 	require.Equal(t, "billing", c.QueueID)
+
+	out, err = run(t, "results", "--nats-url", url, "--instance", "acme", "--json")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, "the probe's, r-7's (once: the duplicate is not stored) and the failure: %s", out)
+	require.Contains(t, lines[0], `"reasonCode":"RESOURCE_NOT_FOUND"`)
+	require.Contains(t, lines[1], `"subject":"contact.stopped.acme"`)
+	require.Contains(t, lines[1], `"requestId":"r-7"`)
+	require.Contains(t, lines[1], `"contactId":"c7"`)
+	require.Contains(t, lines[2], `"reasonCode":"CONTACT_NOT_FOUND"`)
+	out, err = run(t, "results", "--nats-url", url, "--instance", "acme", "--last", "1")
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(out, "\n"))
+	require.Contains(t, out, "CONTACT_NOT_FOUND")
+	out, err = run(t, "results", "--nats-url", url, "--last", "1")
+	require.NoError(t, err)
+	require.Contains(t, out, "CONTACT_NOT_FOUND")
 
 	out, err = run(t, "instances", "list", "--nats-url", url)
 	require.NoError(t, err)
