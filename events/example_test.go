@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"os"
 	"time"
 
@@ -21,7 +20,7 @@ func ExamplePublisher_Stop() {
 	// An in-process NATS server with JetStream, standing in for yours.
 	dir, err := os.MkdirTemp("", "contactstop-example-")
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer os.RemoveAll(dir)
 	srv, err := server.NewServer(&server.Options{
@@ -29,7 +28,7 @@ func ExamplePublisher_Stop() {
 		JetStream: true, StoreDir: dir,
 	})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	srv.Start()
 	defer func() {
@@ -37,17 +36,17 @@ func ExamplePublisher_Stop() {
 		srv.WaitForShutdown()
 	}()
 	if !srv.ReadyForConnections(10 * time.Second) {
-		log.Fatal("nats-server not ready")
+		panic("nats-server not ready")
 	}
 
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -59,7 +58,7 @@ func ExamplePublisher_Stop() {
 		Duplicates: 2 * time.Minute,
 	})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 
 	pub := events.NewPublisher(js)
@@ -71,11 +70,11 @@ func ExamplePublisher_Stop() {
 	}
 	receipt, err := pub.Stop(ctx, req, events.WithCorrelationID("ticket-1234"))
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	msg, err := stream.GetMsg(ctx, receipt.Sequence)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println("subject:", msg.Subject)
 	fmt.Println("msg id:", msg.Header.Get(events.HeaderMsgID))
@@ -83,7 +82,7 @@ func ExamplePublisher_Stop() {
 
 	again, err := pub.Stop(ctx, req)
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	fmt.Println("again, sequence:", again.Sequence, "duplicate:", again.Duplicate)
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -42,7 +43,7 @@ func padTo(t testing.TB, n int) []byte {
 	t.Helper()
 	base := obj(t, "contactId", "c-1", "instanceId", "acme", "pad", "")
 	require.Less(t, len(base), n)
-	b := append(base[:len(base)-2:len(base)-2], strings.Repeat("x", n-len(base))...)
+	b := append(slices.Clone(base[:len(base)-2]), strings.Repeat("x", n-len(base))...)
 	b = append(b, `"}`...)
 	require.Len(t, b, n)
 	return b

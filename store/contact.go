@@ -33,10 +33,10 @@ type Contact struct {
 // error that wraps ErrInvalidContact and names the offending field.
 func (c *Contact) validate() error {
 	if err := validateInstanceID(c.InstanceID); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidContact, err)
+		return fmt.Errorf("%w: %w", ErrInvalidContact, err)
 	}
 	if err := validateContactID(c.ContactID); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidContact, err)
+		return fmt.Errorf("%w: %w", ErrInvalidContact, err)
 	}
 	if !c.State.valid() {
 		return fmt.Errorf("%w: state %q (valid: %s)", ErrInvalidContact, c.State, joinNames(states))
@@ -92,6 +92,7 @@ func decodeContact(instanceID, contactID string, data []byte, rev uint64) (Conta
 			instanceID, contactID, rev, c.InstanceID, c.ContactID)
 	}
 	if err := c.validate(); err != nil {
+		//nolint:errorlint // deliberately unwrapped: a corrupt record is an unclassified store error, not ErrInvalidContact (bad input)
 		return Contact{}, fmt.Errorf("store: contact %s/%q: invalid record at revision %d: %v", instanceID, contactID, rev, err)
 	}
 	c.Revision = rev

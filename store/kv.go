@@ -165,7 +165,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, keepExisting bool, 
 // so registering an instance again is harmless. Other errors are transient.
 func (s *KV) PutInstance(ctx context.Context, inst Instance) (Instance, error) {
 	if err := validateInstanceID(inst.InstanceID); err != nil {
-		return Instance{}, fmt.Errorf("%w: %v", ErrInvalidInstance, err)
+		return Instance{}, fmt.Errorf("%w: %w", ErrInvalidInstance, err)
 	}
 	if inst.CreatedAt.IsZero() {
 		e, err := s.instances.Get(ctx, inst.InstanceID)
@@ -199,7 +199,7 @@ func (s *KV) PutInstance(ctx context.Context, inst Instance) (Instance, error) {
 // id could not name one.
 func (s *KV) GetInstance(ctx context.Context, instanceID string) (Instance, error) {
 	if err := validateInstanceID(instanceID); err != nil {
-		return Instance{}, fmt.Errorf("%w: %v", ErrInvalidInstance, err)
+		return Instance{}, fmt.Errorf("%w: %w", ErrInvalidInstance, err)
 	}
 	e, err := s.instances.Get(ctx, instanceID)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
@@ -223,7 +223,7 @@ func (s *KV) ListInstances(ctx context.Context) ([]Instance, error) {
 	insts := []Instance{}
 	err := s.walk(ctx, s.instancesStream, s.instancesPrefix, ">", func(key string, data []byte, _ uint64) error {
 		if err := validateInstanceID(key); err != nil {
-			return fmt.Errorf("key %q: %v", key, err)
+			return fmt.Errorf("key %q: %w", key, err)
 		}
 		inst, err := decodeInstance(key, data)
 		if err != nil {
@@ -317,10 +317,10 @@ func (s *KV) GetContact(ctx context.Context, instanceID, contactID string) (Cont
 // ErrInvalidContact.
 func validateContactIDs(instanceID, contactID string) error {
 	if err := validateInstanceID(instanceID); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidContact, err)
+		return fmt.Errorf("%w: %w", ErrInvalidContact, err)
 	}
 	if err := validateContactID(contactID); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidContact, err)
+		return fmt.Errorf("%w: %w", ErrInvalidContact, err)
 	}
 	return nil
 }

@@ -31,7 +31,7 @@ const walkInactive = 2 * time.Minute
 // it with a wrapped transient error, and the caller may walk again.
 func (s *KV) ListContacts(ctx context.Context, instanceID string, fn func(Contact) error) error {
 	if err := validateInstanceID(instanceID); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidContact, err)
+		return fmt.Errorf("%w: %w", ErrInvalidContact, err)
 	}
 	var fnErr error
 	err := s.walk(ctx, s.contactsStream, s.contactsPrefix, instanceID+".>", func(key string, data []byte, rev uint64) error {

@@ -28,7 +28,7 @@ type Store interface {
 // by compare-and-set. Store errors other than the sentinels are retried
 // with backoff here and returned, as transient, when they persist.
 func (w *Worker) stop(ctx context.Context, req *Request) (events.Result, error) {
-	if req.Invalid != nil {
+	if req.Invalid != nil { //nolint:nilerr // bad input is answered at once, never retried
 		return req.failure(req.Invalid.Code, req.Invalid.Error()), nil
 	}
 	inst := req.Stop.InstanceID

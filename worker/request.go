@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,7 +67,8 @@ func newRequest(msg jetstream.Msg) *Request {
 }
 
 func asValidationError(err error) *events.ValidationError {
-	if ve, ok := err.(*events.ValidationError); ok {
+	var ve *events.ValidationError
+	if errors.As(err, &ve) {
 		return ve
 	}
 	return &events.ValidationError{Code: events.ReasonInvalidRequest, Reason: err.Error()}

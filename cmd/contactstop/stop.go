@@ -96,15 +96,16 @@ func runStop(ctx context.Context, out io.Writer, c *client, o clientOptions, req
 	if err != nil {
 		return err
 	}
-	if o.json {
+	switch {
+	case o.json:
 		if err := printResult(out, res); err != nil {
 			return err
 		}
-	} else if res.Stopped != nil {
+	case res.Stopped != nil:
 		s := res.Stopped
 		fmt.Fprintf(out, "stopped contact %q of %s (was %s) by request %s at %s\n",
 			s.ContactID, s.InstanceID, s.PreviousState, s.RequestID, s.StoppedAt.Format(time.RFC3339))
-	} else {
+	default:
 		f := res.Failed
 		fmt.Fprintf(out, "request %s failed: %s: %s (retryable: %t)\n", f.RequestID, f.ReasonCode, f.Message, f.Retryable)
 	}
