@@ -116,6 +116,49 @@ func (e *env) publish(subject string, data []byte, hdr map[string]string) *jetst
 	return ack
 }
 
+// backlog seeds contacts c-0 … c-(n-1) and publishes a request r-i for
+// each.
+func (e *env) backlog(n int) {
+	e.t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("c-%d", i)
+	}
+	e.seed(ids...)
+	for i, id := range ids {
+		e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
+	}
+}
+
+// countResults counts the messages in the results stream.
+func (e *env) countResults() (uint64, error) {
+	rs, err := e.js.Stream(e.t.Context(), worker.StreamResults)
+	if err != nil {
+		return 0, err
+	}
+	info, err := rs.Info(e.t.Context())
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+func (e *env) storedResults() uint64 {
+	e.t.Helper()
+	n, err := e.countResults()
+	require.NoError(e.t, err)
+	return n
+}
+
+// waitForResults waits until at least n results are stored.
+func (e *env) waitForResults(n uint64) {
+	e.t.Helper()
+	require.Eventually(e.t, func() bool {
+		got, err := e.countResults()
+		return err == nil && got >= n
+	}, 30*time.Second, 5*time.Millisecond)
+}
+
 func (e *env) request(requestID, contactID string) []byte {
 	e.t.Helper()
 	b, err := json.Marshal(events.StopRequest{RequestID: requestID, ContactID: contactID, InstanceID: inst})
@@ -618,25 +661,13 @@ func TestServerRestartMidBacklog(t *testing.T) {
 	t.Parallel()
 	e := setup(t, worker.TopologyConfig{})
 	const n = 1000
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("c-%d", i)
-	}
-	e.seed(ids...)
-	for i, id := range ids {
-		e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
-	}
+	e.backlog(n)
 	cfg := fastConfig(t)
 	cfg.RetryMaxElapsed = time.Second
 	e.start(cfg, nil)
 
 	// Restart once some, but not all, results are in.
-	rs, err := e.js.Stream(t.Context(), worker.StreamResults)
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		info, err := rs.Info(t.Context())
-		return err == nil && info.State.Msgs >= 50
-	}, 30*time.Second, 5*time.Millisecond)
+	e.waitForResults(50)
 	e.srv.Restart()
 
 	got := byRequest(t, e.waitIdle(n))
@@ -650,30 +681,16 @@ func TestGracefulShutdownMidBacklog(t *testing.T) {
 	t.Parallel()
 	e := setup(t, worker.TopologyConfig{})
 	const n = 1000
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("c-%d", i)
-	}
-	e.seed(ids...)
-	for i, id := range ids {
-		e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
-	}
+	e.backlog(n)
 	w, err := worker.New(e.js, e.st, fastConfig(t))
 	require.NoError(t, err)
 	require.NoError(t, w.Start(t.Context()))
-	rs, err := e.js.Stream(t.Context(), worker.StreamResults)
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		info, err := rs.Info(t.Context())
-		return err == nil && info.State.Msgs >= 50
-	}, 30*time.Second, 5*time.Millisecond)
+	e.waitForResults(50)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, w.Stop(ctx))
 
-	info, err := rs.Info(t.Context())
-	require.NoError(t, err)
-	require.Less(t, info.State.Msgs, uint64(n), "stopped mid-backlog")
+	require.Less(t, e.storedResults(), uint64(n), "stopped mid-backlog")
 	// Whatever was in flight was finished, not abandoned.
 	cons, err := e.js.Consumer(t.Context(), worker.StreamRequests, worker.ConsumerName)
 	require.NoError(t, err)
