@@ -98,7 +98,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		defer close(work)
-		w.pull(hardCtx, cons, work)
+		w.pull(hardCtx, work)
 	}()
 	for range w.cfg.Workers {
 		wg.Add(1)
@@ -124,7 +124,7 @@ func (w *Worker) Start(ctx context.Context) error {
 
 // pull feeds messages to the pool until Stop. If the pull ends for another
 // reason (the consumer was deleted), it reopens it with backoff.
-func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, work chan<- jetstream.Msg) {
+func (w *Worker) pull(ctx context.Context, work chan<- jetstream.Msg) {
 	mc := w.current()
 	for {
 		msg, err := mc.Next()
