@@ -703,6 +703,55 @@ func TestGracefulShutdownMidBacklog(t *testing.T) {
 	require.Len(t, got, n)
 }
 
+// blockingStore holds every EndContact until its context ends, as a store
+// that hangs would.
+type blockingStore struct {
+	*store.KV
+	entered chan struct{}
+}
+
+func (b *blockingStore) EndContact(ctx context.Context, _ store.EndContactParams) (store.EndContactResult, error) {
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return store.EndContactResult{}, ctx.Err()
+}
+
+// TestStopDeadlineHandsBack stops a worker whose requests cannot finish:
+// at the deadline they are handed back at once, not left to AckWait, and
+// another worker completes them.
+func TestStopDeadlineHandsBack(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{AckWait: 30 * time.Second})
+	e.backlog(5)
+	cfg := fastConfig(t)
+	cfg.AckWait = 30 * time.Second
+	cfg.RetryMaxElapsed = 20 * time.Second
+	bs := &blockingStore{KV: e.st, entered: make(chan struct{}, 1)}
+	w, err := worker.New(e.js, bs, cfg)
+	require.NoError(t, err)
+	require.NoError(t, w.Start(t.Context()))
+	<-bs.entered
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, w.Stop(ctx), context.DeadlineExceeded)
+	require.Zero(t, e.storedResults())
+
+	// Handed back: a new worker finishes well within the 30 s AckWait.
+	e.start(cfg, nil)
+	require.Eventually(t, func() bool {
+		n, err := e.countResults()
+		return err == nil && n == 5
+	}, 10*time.Second, 10*time.Millisecond, "handed-back requests are redelivered at once")
+	got := byRequest(t, e.waitIdle(5))
+	for id, r := range got {
+		require.NotNil(t, r.result.Stopped, id)
+	}
+}
+
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	_, err := worker.New(nil, nil, worker.Config{Workers: 10, MaxAckPending: 5})
