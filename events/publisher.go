@@ -76,10 +76,6 @@ func (p *Publisher) Stop(ctx context.Context, req StopRequest, opts ...PublishOp
 	if err := req.Validate(); err != nil {
 		return Receipt{}, err
 	}
-	var o publishOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
 	if req.RequestID == "" {
 		req.RequestID = nuid.Next()
 	}
@@ -91,12 +87,39 @@ func (p *Publisher) Stop(ctx context.Context, req StopRequest, opts ...PublishOp
 		return Receipt{}, invalidRequest("", fmt.Sprintf("message is %d bytes encoded, more than the limit of %d", len(data), MaxMessageSize))
 	}
 
-	msg := &nats.Msg{
-		Subject: StopRequestedSubject(req.InstanceID),
-		Data:    data,
-		Header:  make(nats.Header, 3),
+	return p.publish(ctx, StopRequestedSubject(req.InstanceID), data, RequestMsgID(req.InstanceID, req.RequestID), req.RequestID, opts)
+}
+
+// Bulk publishes one bulk request and waits for JetStream to acknowledge
+// it, as Stop does for a stop request: it validates req first, fills BulkID
+// with a new random ID when empty, and publishes to SubjectBulkRequested
+// with the Nats-Msg-Id BulkMsgID(req.InstanceID, req.BulkID). The receipt's
+// RequestID is the BulkID.
+func (p *Publisher) Bulk(ctx context.Context, req BulkRequest, opts ...PublishOption) (Receipt, error) {
+	if err := req.Validate(); err != nil {
+		return Receipt{}, err
 	}
-	msg.Header.Set(HeaderMsgID, RequestMsgID(req.InstanceID, req.RequestID))
+	if req.BulkID == "" {
+		req.BulkID = nuid.Next()
+	}
+	data, err := json.Marshal(req)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("events: encode bulk request %s: %w", req.BulkID, err)
+	}
+	if len(data) > MaxMessageSize {
+		return Receipt{}, invalidRequest("", fmt.Sprintf("message is %d bytes encoded, more than the limit of %d", len(data), MaxMessageSize))
+	}
+	return p.publish(ctx, SubjectBulkRequested, data, BulkMsgID(req.InstanceID, req.BulkID), req.BulkID, opts)
+}
+
+// publish sends one request with its Nats-Msg-Id and the options' headers.
+func (p *Publisher) publish(ctx context.Context, subject string, data []byte, msgID, requestID string, opts []PublishOption) (Receipt, error) {
+	var o publishOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, 3)}
+	msg.Header.Set(HeaderMsgID, msgID)
 	if o.traceparent != "" {
 		msg.Header.Set(HeaderTraceparent, o.traceparent)
 	}
@@ -105,12 +128,7 @@ func (p *Publisher) Stop(ctx context.Context, req StopRequest, opts ...PublishOp
 	}
 	ack, err := p.js.PublishMsg(ctx, msg)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("events: publish stop request %s to %s: %w", req.RequestID, msg.Subject, err)
+		return Receipt{}, fmt.Errorf("events: publish %s to %s: %w", requestID, subject, err)
 	}
-	return Receipt{
-		RequestID: req.RequestID,
-		Stream:    ack.Stream,
-		Sequence:  ack.Sequence,
-		Duplicate: ack.Duplicate,
-	}, nil
+	return Receipt{RequestID: requestID, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }

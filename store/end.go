@@ -24,6 +24,11 @@ type EndContactParams struct {
 	DisconnectReason string
 	// At is recorded as EndedAt and UpdatedAt; now when zero.
 	At time.Time
+	// Known, when set, is the contact as the caller just read it (with its
+	// Revision), for example from ListContacts: the first attempt writes
+	// at that revision without reading the contact again, and falls back
+	// to reading it if it changed since.
+	Known *Contact
 }
 
 // EndContactResult is the outcome of a successful EndContact.
@@ -52,7 +57,7 @@ type EndContactResult struct {
 // jetstream.ErrKeyRevisionMismatch. Any other error (timeout, no responders,
 // an unreadable record) is returned wrapped with context, unclassified: the
 // caller may retry.
-func (s *KV) EndContact(ctx context.Context, p EndContactParams) (EndContactResult, error) {
+func (s *KV) EndContact(ctx context.Context, p EndContactParams) (res EndContactResult, err error) {
 	if err := validateContactIDs(p.InstanceID, p.ContactID); err != nil {
 		return EndContactResult{}, err
 	}
@@ -65,9 +70,12 @@ func (s *KV) EndContact(ctx context.Context, p EndContactParams) (EndContactResu
 	}
 	key := ContactKey(p.InstanceID, p.ContactID)
 	var conflict error
-	for range maxEndAttempts {
-		c, err := s.GetContact(ctx, p.InstanceID, p.ContactID)
-		if err != nil {
+	for attempt := range maxEndAttempts {
+		var c Contact
+		if attempt == 0 && p.Known != nil && p.Known.Revision != 0 &&
+			p.Known.InstanceID == p.InstanceID && p.Known.ContactID == p.ContactID {
+			c = *p.Known
+		} else if c, err = s.GetContact(ctx, p.InstanceID, p.ContactID); err != nil {
 			return EndContactResult{}, err
 		}
 		if c.State == StateEnded {

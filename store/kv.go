@@ -23,6 +23,9 @@ type Config struct {
 	// InstancesBucket is the KV bucket holding instances. Default
 	// "contactstop-instances".
 	InstancesBucket string
+	// BulksBucket is the KV bucket holding the progress records of bulk
+	// requests. Default "contactstop-bulks".
+	BulksBucket string
 	// Replicas is the number of replicas of both buckets in a JetStream
 	// cluster, 1 to 5. Default 1. Buckets always use file storage.
 	Replicas int
@@ -36,6 +39,7 @@ type Config struct {
 const (
 	defaultContactsBucket  = "contactstop-contacts"
 	defaultInstancesBucket = "contactstop-instances"
+	defaultBulksBucket     = "contactstop-bulks"
 )
 
 var bucketNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -47,6 +51,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.InstancesBucket == "" {
 		c.InstancesBucket = defaultInstancesBucket
+	}
+	if c.BulksBucket == "" {
+		c.BulksBucket = defaultBulksBucket
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -61,13 +68,16 @@ func (c Config) Validate() error {
 	for _, b := range []struct{ field, name string }{
 		{"ContactsBucket", c.ContactsBucket},
 		{"InstancesBucket", c.InstancesBucket},
+		{"BulksBucket", c.BulksBucket},
 	} {
 		if !bucketNameRe.MatchString(b.name) {
 			errs = append(errs, fmt.Errorf("store: config: %s %q must be non-empty [A-Za-z0-9_-]", b.field, b.name))
 		}
 	}
-	if c.ContactsBucket != "" && c.ContactsBucket == c.InstancesBucket {
-		errs = append(errs, fmt.Errorf("store: config: ContactsBucket and InstancesBucket are both %q", c.ContactsBucket))
+	if c.ContactsBucket != "" && (c.ContactsBucket == c.InstancesBucket || c.ContactsBucket == c.BulksBucket) ||
+		c.InstancesBucket != "" && c.InstancesBucket == c.BulksBucket {
+		errs = append(errs, fmt.Errorf("store: config: the contacts, instances and bulks buckets must differ (%q, %q, %q)",
+			c.ContactsBucket, c.InstancesBucket, c.BulksBucket))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("store: config: Replicas %d must be 1 to 5", c.Replicas))
@@ -83,6 +93,7 @@ type KV struct {
 	cfg       Config
 	contacts  jetstream.KeyValue
 	instances jetstream.KeyValue
+	bulks     jetstream.KeyValue
 
 	// Names of the streams behind the buckets and their subject prefixes
 	// ("$KV.<bucket>.").
@@ -129,6 +140,16 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 	s.instances, err = openBucket(ctx, js, cfg.KeepExisting, jetstream.KeyValueConfig{
 		Bucket:      cfg.InstancesBucket,
 		Description: "contactstop instances: key <instanceId>, value JSON (docs/store.md)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.bulks, err = openBucket(ctx, js, cfg.KeepExisting, jetstream.KeyValueConfig{
+		Bucket:      cfg.BulksBucket,
+		Description: "contactstop bulk requests: key <instanceId>.<escaped bulkId>, value JSON progress (docs/store.md)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,

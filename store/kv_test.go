@@ -46,7 +46,7 @@ func TestConfigValidate(t *testing.T) {
 	} {
 		require.Error(t, cfg.Validate(), name)
 	}
-	require.NoError(t, store.Config{ContactsBucket: "c", InstancesBucket: "i", Replicas: 3}.Validate())
+	require.NoError(t, store.Config{ContactsBucket: "c", InstancesBucket: "i", BulksBucket: "b", Replicas: 3}.Validate())
 
 	_, js := natstest.Start(t).JetStream(t)
 	_, err := store.Open(t.Context(), js, store.Config{ContactsBucket: "bad bucket"})

@@ -40,6 +40,10 @@ type Store interface {
 	ListContacts(ctx context.Context, instanceID string, fn func(store.Contact) error) error
 	SeedContacts(ctx context.Context, contacts iter.Seq[store.Contact]) (int, error)
 	EndContact(ctx context.Context, p store.EndContactParams) (store.EndContactResult, error)
+	ContactsRevision(ctx context.Context) (uint64, error)
+
+	GetBulk(ctx context.Context, instanceID, bulkID string) (store.BulkRecord, error)
+	PutBulk(ctx context.Context, r store.BulkRecord) (store.BulkRecord, error)
 }
 
 var _ Store = (*store.KV)(nil)
@@ -63,6 +67,9 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"EndContact", testEndContact},
 		{"EndContactErrors", testEndContactErrors},
 		{"EndContactConcurrent", testEndContactConcurrent},
+		{"EndContactKnown", testEndContactKnown},
+		{"ContactsRevision", testContactsRevision},
+		{"BulkRecords", testBulkRecords},
 		{"PutContactValidation", testPutContactValidation},
 		{"SeedContacts", testSeedContacts},
 		{"SeedContactsInvalid", testSeedContactsInvalid},
@@ -661,4 +668,84 @@ func testSeedContactsInvalid(t *testing.T, s Store) {
 	require.Len(t, listed, 5)
 	ids := slices.Sorted(maps.Keys(listed))
 	require.Equal(t, []string{"c-0", "c-1", "c-2", "c-3", "c-4"}, ids)
+}
+
+// testEndContactKnown ends contacts with a record the caller already has:
+// current (written as is) and stale (the contact changed since: read again,
+// and the newer state is what is recorded as previous).
+func testEndContactKnown(t *testing.T, s Store) {
+	c := ctx(t)
+	current, err := s.PutContact(c, contact("acme", "current"))
+	require.NoError(t, err)
+	res, err := s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "current", RequestID: "b/current", Known: &current})
+	require.NoError(t, err)
+	require.False(t, res.Replayed)
+	require.Equal(t, store.StateQueued, res.Contact.PreviousState)
+	require.Equal(t, current.QueueID, res.Contact.QueueID)
+
+	stale, err := s.PutContact(c, contact("acme", "stale"))
+	require.NoError(t, err)
+	moved := stale
+	moved.State = store.StateConnected
+	_, err = s.PutContact(c, moved)
+	require.NoError(t, err)
+	res, err = s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "stale", RequestID: "b/stale", Known: &stale})
+	require.NoError(t, err)
+	require.Equal(t, store.StateConnected, res.Contact.PreviousState, "a stale known record is read again")
+
+	// Known, but already ended by another request meanwhile.
+	taken, err := s.PutContact(c, contact("acme", "taken"))
+	require.NoError(t, err)
+	_, err = s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "taken", RequestID: "single"})
+	require.NoError(t, err)
+	_, err = s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "taken", RequestID: "b/taken", Known: &taken})
+	require.ErrorIs(t, err, store.ErrContactNotActive)
+	got, err := s.GetContact(c, "acme", "taken")
+	require.NoError(t, err)
+	require.Equal(t, "single", got.EndedBy)
+}
+
+func testContactsRevision(t *testing.T, s Store) {
+	c := ctx(t)
+	before, err := s.ContactsRevision(c)
+	require.NoError(t, err)
+	put, err := s.PutContact(c, contact("acme", "c-1"))
+	require.NoError(t, err)
+	require.Greater(t, put.Revision, before, "a later write has a higher revision")
+	after, err := s.ContactsRevision(c)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, after, put.Revision, "an earlier write is at most the revision")
+}
+
+func testBulkRecords(t *testing.T, s Store) {
+	c := ctx(t)
+	_, err := s.GetBulk(c, "acme", "b 1/é")
+	require.ErrorIs(t, err, store.ErrBulkNotFound)
+
+	rec := store.BulkRecord{BulkID: "b 1/é", InstanceID: "acme", Status: store.BulkRunning, Owner: "runner-1", Run: 1, StartedAt: at}
+	created, err := s.PutBulk(c, rec)
+	require.NoError(t, err)
+	require.NotZero(t, created.Revision)
+	_, err = s.PutBulk(c, rec)
+	require.ErrorIs(t, err, store.ErrBulkConflict, "create fails when the record exists")
+
+	got, err := s.GetBulk(c, "acme", "b 1/é")
+	require.NoError(t, err)
+	require.Equal(t, "runner-1", got.Owner)
+	require.Equal(t, created.Revision, got.Revision)
+
+	got.Done, got.Stopped, got.ReasonCodes = 5, 4, map[string]int{"CONTACT_NOT_FOUND": 1}
+	updated, err := s.PutBulk(c, got)
+	require.NoError(t, err)
+	_, err = s.PutBulk(c, got)
+	require.ErrorIs(t, err, store.ErrBulkConflict, "an update at an old revision fails")
+
+	again, err := s.GetBulk(c, "acme", "b 1/é")
+	require.NoError(t, err)
+	require.Equal(t, updated.Revision, again.Revision)
+	require.Equal(t, 4, again.Stopped)
+	require.Equal(t, map[string]int{"CONTACT_NOT_FOUND": 1}, again.ReasonCodes)
+
+	_, err = s.GetBulk(c, "other", "b 1/é")
+	require.ErrorIs(t, err, store.ErrBulkNotFound, "bulk records are per instance")
 }

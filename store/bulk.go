@@ -1,0 +1,136 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BulkStatus is where a bulk request is.
+type BulkStatus string
+
+const (
+	// BulkRunning: a runner holds the lease and is stopping contacts.
+	BulkRunning BulkStatus = "RUNNING"
+	// BulkCompleted: every matched contact has its result and the
+	// completion event is stored.
+	BulkCompleted BulkStatus = "COMPLETED"
+)
+
+// BulkRecord is the progress of one bulk request, keyed by instance and
+// bulkId in the bulks bucket. It doubles as the lease that lets only one
+// runner work on a bulk request at a time: a runner may write contacts for
+// it only while Owner is itself and LeaseUntil is in the future.
+type BulkRecord struct {
+	BulkID     string     `json:"bulkId"`
+	InstanceID string     `json:"instanceId"`
+	Status     BulkStatus `json:"status"`
+	// Owner identifies the runner holding the lease; LeaseUntil is when
+	// the lease lapses unless renewed.
+	Owner      string    `json:"owner,omitempty"`
+	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
+	// Run counts the runs: 1 for the first, more after a takeover.
+	Run int `json:"run"`
+	// Progress of the current run (final once COMPLETED). Done counts
+	// matched contacts that have their result; Walking is true until every
+	// contact of the instance has been looked at, so Matched may still
+	// grow.
+	Matched     int            `json:"matched"`
+	Done        int            `json:"done"`
+	Stopped     int            `json:"stopped"`
+	Failed      int            `json:"failed"`
+	ReasonCodes map[string]int `json:"reasonCodes,omitempty"`
+	Walking     bool           `json:"walking"`
+	StartedAt   time.Time      `json:"startedAt"`
+	UpdatedAt   time.Time      `json:"updatedAt"`
+	CompletedAt time.Time      `json:"completedAt,omitzero"`
+	// Revision is the KV revision the record was read at (not stored).
+	Revision uint64 `json:"-"`
+}
+
+// ErrBulkNotFound means no record exists for the bulk request.
+var ErrBulkNotFound = errors.New("store: bulk request not found")
+
+// ErrBulkConflict means the record changed since it was read (or exists,
+// for a create): another runner got there first.
+var ErrBulkConflict = errors.New("store: bulk record changed concurrently")
+
+func bulkKey(instanceID, bulkID string) (string, error) {
+	if err := validateInstanceID(instanceID); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidInstance, err)
+	}
+	if bulkID == "" {
+		return "", errors.New("store: empty bulkId")
+	}
+	return ContactKey(instanceID, bulkID), nil
+}
+
+// GetBulk reads a bulk record; ErrBulkNotFound when there is none.
+func (s *KV) GetBulk(ctx context.Context, instanceID, bulkID string) (BulkRecord, error) {
+	key, err := bulkKey(instanceID, bulkID)
+	if err != nil {
+		return BulkRecord{}, err
+	}
+	e, err := s.bulks.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return BulkRecord{}, fmt.Errorf("%w: %s/%q", ErrBulkNotFound, instanceID, bulkID)
+	}
+	if err != nil {
+		return BulkRecord{}, fmt.Errorf("store: get bulk %s/%q: %w", instanceID, bulkID, err)
+	}
+	var r BulkRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return BulkRecord{}, fmt.Errorf("store: bulk %s/%q: invalid record: %w", instanceID, bulkID, err)
+	}
+	r.Revision = e.Revision()
+	return r, nil
+}
+
+// PutBulk writes a bulk record by compare-and-set: with Revision 0 it
+// creates the record and fails with ErrBulkConflict if one exists; else it
+// replaces the record read at Revision and fails with ErrBulkConflict if it
+// changed since. It returns the record with its new Revision.
+func (s *KV) PutBulk(ctx context.Context, r BulkRecord) (BulkRecord, error) {
+	key, err := bulkKey(r.InstanceID, r.BulkID)
+	if err != nil {
+		return BulkRecord{}, err
+	}
+	r.UpdatedAt = s.now()
+	data, err := json.Marshal(r)
+	if err != nil {
+		return BulkRecord{}, fmt.Errorf("store: encode bulk %s/%q: %w", r.InstanceID, r.BulkID, err)
+	}
+	var rev uint64
+	if r.Revision == 0 {
+		rev, err = s.bulks.Create(ctx, key, data)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return BulkRecord{}, fmt.Errorf("%w: %s/%q exists", ErrBulkConflict, r.InstanceID, r.BulkID)
+		}
+	} else {
+		rev, err = s.bulks.Update(ctx, key, data, r.Revision)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return BulkRecord{}, fmt.Errorf("%w: %s/%q is past revision %d", ErrBulkConflict, r.InstanceID, r.BulkID, r.Revision)
+		}
+	}
+	if err != nil {
+		return BulkRecord{}, fmt.Errorf("store: put bulk %s/%q: %w", r.InstanceID, r.BulkID, err)
+	}
+	r.Revision = rev
+	return r, nil
+}
+
+// ContactsRevision returns the newest revision in the contacts bucket: every
+// contact written before the call has a revision at most this, every later
+// write a higher one. A bulk runner uses it to tell, while walking, the
+// contacts it wrote itself from those it found.
+func (s *KV) ContactsRevision(ctx context.Context) (uint64, error) {
+	st, err := s.js.Stream(ctx, s.contactsStream)
+	if err != nil {
+		return 0, fmt.Errorf("store: contacts stream: %w", err)
+	}
+	return st.CachedInfo().State.LastSeq, nil
+}
