@@ -38,6 +38,23 @@ type Config struct {
 	// RedeliveryDelayMax. Defaults 1s and 30s.
 	RedeliveryDelay    time.Duration
 	RedeliveryDelayMax time.Duration
+	// Bulks is how many bulk requests this process runs at once. Default 2.
+	Bulks int
+	// BulkWorkers is how many contacts one bulk run stops at once.
+	// Default 64.
+	BulkWorkers int
+	// BulkLease is how long a bulk run's lease lasts unless renewed (it is
+	// renewed every second): when its runner dies, another takes the bulk
+	// request over after this. Keep it at most AckWait. Default 30s.
+	BulkLease time.Duration
+	// Emergency turns on the emergency lane: emergency.broadcast.<instance>
+	// messages clear the instance's QUEUED contacts. Default off; the
+	// topology must have been provisioned with Emergency too.
+	Emergency bool
+	// EmergencyMaxAge ignores broadcasts older than this when they are
+	// first seen (a backlog found at start-up is not an emergency any
+	// more). Default 5m.
+	EmergencyMaxAge time.Duration
 	// Middleware wraps the request handler, outermost first, for concerns
 	// such as metrics and tracing. Panic recovery always wraps the whole
 	// chain and need not be added.
@@ -77,6 +94,18 @@ func (c *Config) setDefaults() {
 	if c.RedeliveryDelayMax == 0 {
 		c.RedeliveryDelayMax = 30 * time.Second
 	}
+	if c.Bulks == 0 {
+		c.Bulks = 2
+	}
+	if c.BulkWorkers == 0 {
+		c.BulkWorkers = 64
+	}
+	if c.BulkLease == 0 {
+		c.BulkLease = min(30*time.Second, c.AckWait)
+	}
+	if c.EmergencyMaxAge == 0 {
+		c.EmergencyMaxAge = 5 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -108,6 +137,12 @@ func (c Config) Validate() error {
 	}
 	if c.RedeliveryDelay <= 0 || c.RedeliveryDelayMax < c.RedeliveryDelay {
 		errs = append(errs, fmt.Errorf("redelivery delay must satisfy 0 < delay (%s) <= max (%s)", c.RedeliveryDelay, c.RedeliveryDelayMax))
+	}
+	if c.Bulks < 1 || c.BulkWorkers < 1 {
+		errs = append(errs, fmt.Errorf("bulks (%d) and bulk workers (%d) must be at least 1", c.Bulks, c.BulkWorkers))
+	}
+	if c.BulkLease < time.Second || c.BulkLease > c.AckWait {
+		errs = append(errs, fmt.Errorf("bulk lease (%s) must be between 1s and ack wait (%s)", c.BulkLease, c.AckWait))
 	}
 	return errors.Join(errs...)
 }

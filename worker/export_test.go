@@ -6,3 +6,10 @@ import "github.com/contactstop/contactstop/events"
 func SetCrashHooks(w *Worker, afterDecide func(*Request, events.Result) bool, beforeAck func(*Request) bool) {
 	w.hooks = testHooks{afterDecide: afterDecide, beforeAck: beforeAck}
 }
+
+// SetBulkCrash installs a crash point in bulk runs: crash is called before
+// each matched contact is handed to the pool, and returning true abandons
+// the run there, as if the process had died.
+func SetBulkCrash(w *Worker, crash func(bulkID string, n int) bool) {
+	w.hooks.bulkItem = crash
+}

@@ -22,6 +22,12 @@ type Store interface {
 	InstanceExists(ctx context.Context, instanceID string) (bool, error)
 	GetContact(ctx context.Context, instanceID, contactID string) (store.Contact, error)
 	EndContact(ctx context.Context, p store.EndContactParams) (store.EndContactResult, error)
+
+	// For bulk requests.
+	ListContacts(ctx context.Context, instanceID string, fn func(store.Contact) error) error
+	ContactsRevision(ctx context.Context) (uint64, error)
+	GetBulk(ctx context.Context, instanceID, bulkID string) (store.BulkRecord, error)
+	PutBulk(ctx context.Context, r store.BulkRecord) (store.BulkRecord, error)
 }
 
 // stop is the core handler: validate, check the instance, end the contact
@@ -43,15 +49,23 @@ func (w *Worker) stop(ctx context.Context, req *Request) (events.Result, error) 
 	if !exists {
 		return req.failure(events.ReasonResourceNotFound, fmt.Sprintf("instance %q is not known", inst)), nil
 	}
+	return w.endContact(ctx, req, nil)
+}
 
+// endContact ends the request's contact by compare-and-set and decides the
+// result: stopped (also when this request had already ended it), or
+// CONTACT_NOT_FOUND. known, when set, is the contact as just read. Store
+// errors are retried with backoff, then returned as transient.
+func (w *Worker) endContact(ctx context.Context, req *Request, known *store.Contact) (events.Result, error) {
 	var res store.EndContactResult
-	err = w.retry(ctx, req, func() (err error) {
+	err := w.retry(ctx, req, func() (err error) {
 		res, err = w.store.EndContact(ctx, store.EndContactParams{
-			InstanceID:       inst,
+			InstanceID:       req.Stop.InstanceID,
 			ContactID:        req.Stop.ContactID,
 			RequestID:        req.Identity,
 			DisconnectReason: req.Stop.DisconnectReason,
 			At:               w.cfg.Now(),
+			Known:            known,
 		})
 		if errors.Is(err, store.ErrContactNotFound) || errors.Is(err, store.ErrContactNotActive) {
 			return permanent(err)
@@ -73,7 +87,7 @@ func (w *Worker) stop(ctx context.Context, req *Request) (events.Result, error) 
 // by this very request (by an earlier delivery whose result may not have
 // been published), without changing anything.
 func (w *Worker) replayed(ctx context.Context, req *Request) (events.Result, bool) {
-	if req.Invalid != nil {
+	if req.Invalid != nil || req.Stop.ContactID == "" { // a bulk request has no contact of its own
 		return events.Result{}, false
 	}
 	var c store.Contact

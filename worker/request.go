@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contactstop/contactstop/events"
@@ -11,8 +13,12 @@ import (
 
 // Request is one delivery of a contact.stop.requested message, decoded.
 type Request struct {
-	// Msg is the JetStream message; only the worker acknowledges it.
+	// Msg is the JetStream message; only the worker acknowledges it. It
+	// is nil for the contacts of a bulk request.
 	Msg jetstream.Msg
+	// Headers are the message's headers (of the bulk request, for its
+	// contacts); traceparent and Correlation-Id pass on to the result.
+	Headers nats.Header
 	// Identity is the requestId used for idempotency and reported in the
 	// result: the body's requestId, else the Nats-Msg-Id header, else
 	// "seq-<stream sequence>".
@@ -35,7 +41,7 @@ type Request struct {
 // newRequest decodes and validates a delivered message. It never fails: a
 // bad message becomes a Request with Invalid set.
 func newRequest(msg jetstream.Msg) *Request {
-	r := &Request{Msg: msg}
+	r := &Request{Msg: msg, Headers: msg.Headers()}
 	if meta, err := msg.Metadata(); err == nil {
 		r.Deliveries = meta.NumDelivered
 		r.StreamSeq = meta.Sequence.Stream
@@ -52,8 +58,8 @@ func newRequest(msg jetstream.Msg) *Request {
 	switch {
 	case stop.RequestID != "" && (r.Invalid == nil || r.Invalid.Field != "requestId"):
 		r.Identity = stop.RequestID
-	case msg.Headers().Get(events.HeaderMsgID) != "":
-		r.Identity = msg.Headers().Get(events.HeaderMsgID)
+	case r.Headers.Get(events.HeaderMsgID) != "":
+		r.Identity = r.Headers.Get(events.HeaderMsgID)
 	default:
 		r.Identity = "seq-" + strconv.FormatUint(r.StreamSeq, 10)
 	}

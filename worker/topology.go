@@ -18,6 +18,13 @@ const (
 	StreamResults    = "CONTACT_STOP_RESULTS"
 	StreamDeadLetter = "CONTACT_STOP_DEADLETTER"
 	ConsumerName     = "contactstop-worker"
+
+	// The bulk lane: bulk requests, and (when enabled) emergency
+	// broadcasts, each with its own consumer.
+	StreamBulk            = "CONTACT_STOP_BULK"
+	BulkConsumerName      = "contactstop-bulk"
+	StreamEmergency       = "CONTACT_STOP_EMERGENCY"
+	EmergencyConsumerName = "contactstop-emergency"
 )
 
 // TopologyConfig sizes the streams and the consumer.
@@ -35,6 +42,10 @@ type TopologyConfig struct {
 	// The consumer settings; see Config.
 	AckWait       time.Duration
 	MaxAckPending int
+	// Emergency also provisions the emergency lane: a stream capturing
+	// emergency.broadcast.> (which must not overlap another stream's) and
+	// its consumer.
+	Emergency bool
 }
 
 func (c *TopologyConfig) setDefaults() {
@@ -80,13 +91,14 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		// request must reach the worker to be answered INVALID_REQUEST.
 	}, {
 		Name:        StreamResults,
-		Description: "contactstop: contact.stopped and contact.stop.failed results",
-		Subjects:    []string{events.SubjectStopped + ".>", events.SubjectStopFailed, events.SubjectStopFailed + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Replicas:    cfg.Replicas,
-		Duplicates:  cfg.DuplicateWindow,
-		MaxAge:      cfg.MaxAge,
+		Description: "contactstop: contact.stopped, contact.stop.failed and contact.stop.bulk.completed results",
+		Subjects: []string{events.SubjectStopped + ".>", events.SubjectStopFailed, events.SubjectStopFailed + ".>",
+			events.SubjectBulkCompleted + ".>"},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		Replicas:   cfg.Replicas,
+		Duplicates: cfg.DuplicateWindow,
+		MaxAge:     cfg.MaxAge,
 	}, {
 		Name:        StreamDeadLetter,
 		Description: "contactstop: copies of requests that ended as INTERNAL_ERROR",
@@ -96,9 +108,52 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
 	}}
+	streams = append(streams, jetstream.StreamConfig{
+		Name:        StreamBulk,
+		Description: "contactstop: bulk requests",
+		Subjects:    []string{events.SubjectBulkRequested},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		MaxAge:      cfg.MaxAge,
+	})
+	if cfg.Emergency {
+		streams = append(streams, jetstream.StreamConfig{
+			Name:        StreamEmergency,
+			Description: "contactstop: emergency broadcasts",
+			Subjects:    []string{events.SubjectEmergencyBroadcast + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Replicas:    cfg.Replicas,
+			Duplicates:  cfg.DuplicateWindow,
+			MaxAge:      cfg.MaxAge,
+		})
+	}
 	for _, sc := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+		}
+	}
+	// A bulk request is worked on by one runner at a time, which keeps it
+	// in progress; a few may wait in each process's buffer.
+	bulkConsumers := map[string]string{StreamBulk: BulkConsumerName}
+	if cfg.Emergency {
+		bulkConsumers[StreamEmergency] = EmergencyConsumerName
+	}
+	for stream, name := range bulkConsumers {
+		_, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Durable:       name,
+			Description:   "contactstop bulk runners",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cfg.AckWait,
+			MaxDeliver:    -1,
+			MaxAckPending: 256,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			Replicas:      cfg.Replicas,
+		})
+		if err != nil {
+			return fmt.Errorf("provision consumer %s: %w", name, err)
 		}
 	}
 	_, err := js.CreateOrUpdateConsumer(ctx, StreamRequests, jetstream.ConsumerConfig{

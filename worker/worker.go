@@ -23,6 +23,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
 	"github.com/contactstop/contactstop/events"
@@ -36,22 +37,37 @@ const (
 	HeaderDeadLetterSequence   = "Contactstop-Stream-Sequence"
 )
 
-// Worker is a pool of Config.Workers goroutines fed by one pull from the
-// durable consumer. Start it once; Stop it once.
+// Worker consumes its lanes, each a durable consumer with its own pool of
+// goroutines: single stop requests (Config.Workers goroutines), bulk
+// requests (Config.Bulks at a time, each stopping Config.BulkWorkers
+// contacts at a time) and, when enabled, emergency broadcasts. Bulk work
+// thus never queues single requests behind it. Start it once; Stop it once.
 type Worker struct {
 	cfg     Config
 	js      jetstream.JetStream
 	store   Store
 	log     *zap.Logger
 	handler Handler
+	id      string // identifies this process's bulk runs
 
 	mu       sync.Mutex
-	msgs     jetstream.MessagesContext
+	lanes    []*lane
 	stopping bool
+	quit     chan struct{} // closed by Stop: bulk runs hand back
 	hardStop context.CancelFunc
 	done     chan struct{}
 
 	hooks testHooks
+}
+
+// lane is one consumer and the goroutines that process its messages.
+type lane struct {
+	stream, consumer string
+	buffer           int // messages pulled ahead
+	goroutines       int
+	process          func(ctx context.Context, msg jetstream.Msg)
+
+	mc jetstream.MessagesContext // guarded by Worker.mu
 }
 
 // testHooks let tests stop a delivery at a crash point: a hook returning
@@ -60,6 +76,9 @@ type Worker struct {
 type testHooks struct {
 	afterDecide func(*Request, events.Result) bool
 	beforeAck   func(*Request) bool
+	// bulkItem is called before each contact of a bulk run is stopped;
+	// returning true abandons the run there.
+	bulkItem func(bulkID string, n int) bool
 }
 
 // New builds a Worker. js must reach the streams made by Provision.
@@ -68,7 +87,7 @@ func New(js jetstream.JetStream, st Store, cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("worker config: %w", err)
 	}
-	w := &Worker{cfg: cfg, js: js, store: st, log: cfg.Logger.Named("worker")}
+	w := &Worker{cfg: cfg, js: js, store: st, log: cfg.Logger.Named("worker"), id: nuid.Next()}
 	h := Handler(w.stop)
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		h = cfg.Middleware[i](h)
@@ -77,55 +96,89 @@ func New(js jetstream.JetStream, st Store, cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// Start begins pulling requests and returns. Work continues until Stop.
+// Start opens the lanes' consumers, begins pulling and returns. Work
+// continues until Stop.
 func (w *Worker) Start(ctx context.Context) error {
-	cons, err := w.js.Consumer(ctx, StreamRequests, ConsumerName)
-	if err != nil {
-		return fmt.Errorf("open consumer %s: %w", ConsumerName, err)
+	lanes := []*lane{{
+		stream: StreamRequests, consumer: ConsumerName,
+		buffer: w.cfg.Workers, goroutines: w.cfg.Workers,
+		process: w.processSafely,
+	}, {
+		stream: StreamBulk, consumer: BulkConsumerName,
+		buffer: 1, goroutines: w.cfg.Bulks,
+		process: w.processBulkSafely,
+	}}
+	if w.cfg.Emergency {
+		lanes = append(lanes, &lane{
+			stream: StreamEmergency, consumer: EmergencyConsumerName,
+			buffer: 1, goroutines: 1,
+			process: w.processBulkSafely,
+		})
 	}
-	mc, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Workers))
-	if err != nil {
-		return fmt.Errorf("pull from consumer %s: %w", ConsumerName, err)
+	for _, l := range lanes {
+		mc, err := w.open(ctx, l)
+		if err != nil {
+			for _, opened := range lanes {
+				if opened.mc != nil {
+					opened.mc.Stop()
+				}
+			}
+			return err
+		}
+		l.mc = mc
 	}
 	hardCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	w.mu.Lock()
-	w.msgs, w.hardStop, w.done = mc, hardStop, make(chan struct{})
+	w.lanes, w.hardStop, w.done, w.quit = lanes, hardStop, make(chan struct{}), make(chan struct{})
 	w.mu.Unlock()
 
-	work := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(work)
-		w.pull(hardCtx, work)
-	}()
-	for range w.cfg.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for msg := range work {
-				if hardCtx.Err() != nil {
-					_ = msg.Nak() // shutting down past the deadline: hand back at once
-					continue
+	for _, l := range lanes {
+		work := make(chan jetstream.Msg)
+		wg.Go(func() {
+			defer close(work)
+			w.pull(hardCtx, l, work)
+		})
+		for range l.goroutines {
+			wg.Go(func() {
+				for msg := range work {
+					if hardCtx.Err() != nil {
+						_ = msg.Nak() // shutting down past the deadline: hand back at once
+						continue
+					}
+					l.process(hardCtx, msg)
 				}
-				w.processSafely(hardCtx, msg)
-			}
-		}()
+			})
+		}
 	}
 	go func() {
 		wg.Wait()
 		hardStop()
 		close(w.done)
 	}()
-	w.log.Info("worker started", zap.Int("workers", w.cfg.Workers), zap.Int("max_deliveries", w.cfg.MaxDeliveries))
+	w.log.Info("worker started", zap.Int("workers", w.cfg.Workers), zap.Int("bulks", w.cfg.Bulks),
+		zap.Int("bulk_workers", w.cfg.BulkWorkers), zap.Bool("emergency", w.cfg.Emergency),
+		zap.Int("max_deliveries", w.cfg.MaxDeliveries))
 	return nil
 }
 
-// pull feeds messages to the pool until Stop. If the pull ends for another
-// reason (the consumer was deleted), it reopens it with backoff.
-func (w *Worker) pull(ctx context.Context, work chan<- jetstream.Msg) {
-	mc := w.current()
+func (w *Worker) open(ctx context.Context, l *lane) (jetstream.MessagesContext, error) {
+	cons, err := w.js.Consumer(ctx, l.stream, l.consumer)
+	if err != nil {
+		return nil, fmt.Errorf("open consumer %s: %w", l.consumer, err)
+	}
+	mc, err := cons.Messages(jetstream.PullMaxMessages(l.buffer))
+	if err != nil {
+		return nil, fmt.Errorf("pull from consumer %s: %w", l.consumer, err)
+	}
+	return mc, nil
+}
+
+// pull feeds a lane's messages to its goroutines until Stop. If the pull
+// ends for another reason (the consumer was deleted), it reopens it with
+// backoff.
+func (w *Worker) pull(ctx context.Context, l *lane, work chan<- jetstream.Msg) {
+	mc := w.current(l)
 	for {
 		msg, err := mc.Next()
 		if err == nil {
@@ -136,7 +189,7 @@ func (w *Worker) pull(ctx context.Context, work chan<- jetstream.Msg) {
 			return
 		}
 		if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			w.log.Error("pulling requests failed; reopening the consumer", zap.Error(err))
+			w.log.Error("pulling failed; reopening the consumer", zap.String("consumer", l.consumer), zap.Error(err))
 			mc.Stop()
 		}
 		b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second)), ctx)
@@ -144,13 +197,9 @@ func (w *Worker) pull(ctx context.Context, work chan<- jetstream.Msg) {
 			if w.isStopping() {
 				return backoff.Permanent(errors.New("stopping"))
 			}
-			c, err := w.js.Consumer(ctx, StreamRequests, ConsumerName)
+			next, err := w.open(ctx, l)
 			if err != nil {
-				w.log.Warn("consumer unavailable", zap.Error(err))
-				return err
-			}
-			next, err := c.Messages(jetstream.PullMaxMessages(w.cfg.Workers))
-			if err != nil {
+				w.log.Warn("consumer unavailable", zap.String("consumer", l.consumer), zap.Error(err))
 				return err
 			}
 			w.mu.Lock()
@@ -159,7 +208,7 @@ func (w *Worker) pull(ctx context.Context, work chan<- jetstream.Msg) {
 				next.Stop()
 				return backoff.Permanent(errors.New("stopping"))
 			}
-			w.msgs, mc = next, next
+			l.mc, mc = next, next
 			return nil
 		}, b)
 		if err != nil {
@@ -168,10 +217,10 @@ func (w *Worker) pull(ctx context.Context, work chan<- jetstream.Msg) {
 	}
 }
 
-func (w *Worker) current() jetstream.MessagesContext {
+func (w *Worker) current(l *lane) jetstream.MessagesContext {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.msgs
+	return l.mc
 }
 
 func (w *Worker) isStopping() bool {
@@ -183,7 +232,8 @@ func (w *Worker) isStopping() bool {
 // Stop stops pulling, lets in-flight and already-buffered requests finish,
 // and returns when all are done. If ctx ends first, in-flight handling is
 // cancelled and unfinished requests are handed back to the server (Nak) for
-// another worker; Stop then returns ctx's error. Nothing is lost either way.
+// another worker; Stop then returns ctx's error. Nothing is lost either way:
+// a bulk request handed back mid-run is resumed by its next delivery.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	if w.done == nil {
@@ -192,7 +242,10 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	if !w.stopping {
 		w.stopping = true
-		w.msgs.Drain()
+		close(w.quit)
+		for _, l := range w.lanes {
+			l.mc.Drain()
+		}
 	}
 	done := w.done
 	w.mu.Unlock()
@@ -272,19 +325,7 @@ func (w *Worker) finalize(ctx context.Context, req *Request, cause error, log *z
 		w.deliver(ctx, req, res, log, start)
 		return
 	}
-	dl := &nats.Msg{
-		Subject: events.DeadLetterSubject(req.Instance),
-		Data:    req.Msg.Data(),
-		Header:  nats.Header{},
-	}
-	for k, v := range req.Msg.Headers() {
-		dl.Header[k] = v
-	}
-	dl.Header.Set(events.HeaderMsgID, "dl-"+events.ResultMsgID(req.Instance, req.Stop.ContactID, req.Identity))
-	dl.Header.Set(HeaderDeadLetterError, cause.Error())
-	dl.Header.Set(HeaderDeadLetterDeliveries, strconv.FormatUint(req.Deliveries, 10))
-	dl.Header.Set(HeaderDeadLetterSubject, req.Msg.Subject())
-	dl.Header.Set(HeaderDeadLetterSequence, strconv.FormatUint(req.StreamSeq, 10))
+	dl := deadLetterMsg(req, cause)
 	err := w.retry(ctx, req, func() error {
 		_, err := w.js.PublishMsg(ctx, dl)
 		return err
@@ -299,19 +340,29 @@ func (w *Worker) finalize(ctx context.Context, req *Request, cause error, log *z
 	w.deliver(ctx, req, res, log, start)
 }
 
+// deadLetterMsg is the dead-letter copy of a request: its body and headers,
+// with a Nats-Msg-Id derived from its identity and the cause and delivery
+// count in headers.
+func deadLetterMsg(req *Request, cause error) *nats.Msg {
+	dl := &nats.Msg{
+		Subject: events.DeadLetterSubject(req.Instance),
+		Data:    req.Msg.Data(),
+		Header:  nats.Header{},
+	}
+	for k, v := range req.Headers {
+		dl.Header[k] = v
+	}
+	dl.Header.Set(events.HeaderMsgID, "dl-"+events.ResultMsgID(req.Instance, req.Stop.ContactID, req.Identity))
+	dl.Header.Set(HeaderDeadLetterError, cause.Error())
+	dl.Header.Set(HeaderDeadLetterDeliveries, strconv.FormatUint(req.Deliveries, 10))
+	dl.Header.Set(HeaderDeadLetterSubject, req.Msg.Subject())
+	dl.Header.Set(HeaderDeadLetterSequence, strconv.FormatUint(req.StreamSeq, 10))
+	return dl
+}
+
 // deliver publishes the result, waits for JetStream to store it, then acks.
 func (w *Worker) deliver(ctx context.Context, req *Request, res events.Result, log *zap.Logger, start time.Time) {
-	out, err := w.resultMsg(req, res)
-	if err != nil { // cannot happen with the events types; never ack blindly
-		log.DPanic("encode result", zap.Error(err))
-		_ = req.Msg.NakWithDelay(w.cfg.RedeliveryDelayMax)
-		return
-	}
-	var ack *jetstream.PubAck
-	err = w.retry(ctx, req, func() (err error) {
-		ack, err = w.js.PublishMsg(ctx, out)
-		return err
-	})
+	ack, err := w.publishResult(ctx, req, res)
 	if err != nil {
 		if ctx.Err() != nil {
 			_ = req.Msg.Nak()
@@ -339,6 +390,21 @@ func (w *Worker) deliver(ctx context.Context, req *Request, res events.Result, l
 	}
 }
 
+// publishResult publishes a request's result, retrying transient errors,
+// and returns JetStream's acknowledgement.
+func (w *Worker) publishResult(ctx context.Context, req *Request, res events.Result) (*jetstream.PubAck, error) {
+	out, err := w.resultMsg(req, res)
+	if err != nil { // cannot happen with the events types
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	var ack *jetstream.PubAck
+	err = w.retry(ctx, req, func() (err error) {
+		ack, err = w.js.PublishMsg(ctx, out)
+		return err
+	})
+	return ack, err
+}
+
 // resultMsg encodes a result with its subject and headers.
 func (w *Worker) resultMsg(req *Request, res events.Result) (*nats.Msg, error) {
 	var subject string
@@ -358,7 +424,7 @@ func (w *Worker) resultMsg(req *Request, res events.Result) (*nats.Msg, error) {
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	m.Header.Set(events.HeaderMsgID, events.ResultMsgID(req.Instance, req.Stop.ContactID, req.Identity))
 	for _, h := range []string{events.HeaderTraceparent, events.HeaderCorrelationID} {
-		if v := req.Msg.Headers().Get(h); v != "" {
+		if v := req.Headers.Get(h); v != "" {
 			m.Header.Set(h, v)
 		}
 	}

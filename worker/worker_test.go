@@ -170,7 +170,8 @@ func (e *env) request(requestID, contactID string) []byte {
 type stored struct {
 	subject string
 	header  nats.Header
-	result  events.Result
+	data    []byte
+	result  events.Result // zero for a completion event
 }
 
 // waitIdle waits until every request has been acknowledged and at least n
@@ -227,8 +228,8 @@ func readStream(t *testing.T, js jetstream.JetStream, stream string) []stored {
 		got := 0
 		for m := range batch.Messages() {
 			got++
-			st := stored{subject: m.Subject(), header: m.Headers()}
-			if stream == worker.StreamResults {
+			st := stored{subject: m.Subject(), header: m.Headers(), data: m.Data()}
+			if stream == worker.StreamResults && !strings.HasPrefix(m.Subject(), events.SubjectBulkCompleted+".") {
 				st.result, err = events.DecodeResult(m.Subject(), m.Data())
 				require.NoError(t, err)
 			}
@@ -240,11 +241,16 @@ func readStream(t *testing.T, js jetstream.JetStream, stream string) []stored {
 	return out
 }
 
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
 // byRequest indexes results by requestId and fails on any duplicate.
 func byRequest(t *testing.T, rs []stored) map[string]stored {
 	t.Helper()
 	m := make(map[string]stored, len(rs))
 	for _, r := range rs {
+		if r.result.Stopped == nil && r.result.Failed == nil {
+			continue // a bulk completion
+		}
 		id := r.result.RequestID()
 		_, dup := m[id]
 		require.False(t, dup, "request %s has more than one stored result", id)

@@ -1,0 +1,576 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"go.uber.org/zap"
+
+	"github.com/contactstop/contactstop/events"
+	"github.com/contactstop/contactstop/store"
+)
+
+// A bulk request (or emergency broadcast) is carried out by one run at a
+// time, which holds a lease on the request's record in the bulks bucket:
+//
+//  1. take the lease (a compare-and-set on the record), or hand the message
+//     back if another live run holds it, or just ack if the request was
+//     completed before;
+//  2. note the contacts bucket's newest revision, the snapshot boundary;
+//  3. walk the instance's contacts and stop every match through the
+//     per-contact path (CAS at the revision the walk read, then the result
+//     with requestId <bulkId>/<contactId>), BulkWorkers at a time, renewing
+//     the lease and the progress every second;
+//  4. publish the one contact.stop.bulk.completed event, mark the record
+//     COMPLETED, ack.
+//
+// A run that dies is resumed by the next delivery, after the lease lapses:
+// the new run walks again. A contact ended by this bulk at or below the new
+// boundary was stopped by an earlier run: it counts as matched and stopped,
+// and its result is published again (dropped as a duplicate). One above the
+// boundary was ended by this run during the walk: skipped, it has been
+// counted. Nothing is stopped twice, nothing is missed, and the completion
+// event has a Nats-Msg-Id derived from the bulk, so it is stored once.
+
+var (
+	errBulkBusy      = errors.New("another runner holds the bulk request's lease")
+	errBulkDone      = errors.New("bulk request already completed")
+	errBulkLeaseLost = errors.New("the bulk run lost its lease")
+	errBulkStopping  = errors.New("the worker is stopping")
+	errBulkAbandoned = errors.New("bulk run abandoned (test crash point)")
+)
+
+// bulkSpec is what to clear, from a bulk request or an emergency broadcast.
+type bulkSpec struct {
+	bulkID, instanceID string
+	filter             events.BulkFilter
+	disconnectReason   string
+	emergency          bool
+	message            string // of an emergency broadcast
+
+	states, queues, channels map[string]bool
+}
+
+func (s *bulkSpec) compile() {
+	set := func(vs []string) map[string]bool {
+		if len(vs) == 0 {
+			return nil
+		}
+		m := make(map[string]bool, len(vs))
+		for _, v := range vs {
+			m[v] = true
+		}
+		return m
+	}
+	s.states = set(s.filter.EffectiveStates())
+	s.queues = set(s.filter.QueueIDs)
+	s.channels = set(s.filter.Channels)
+}
+
+// matches reports whether an active contact matches the filter.
+func (s *bulkSpec) matches(c store.Contact) bool {
+	if !s.states[string(c.State)] {
+		return false
+	}
+	if s.queues != nil && !s.queues[c.QueueID] {
+		return false
+	}
+	if s.channels != nil && !s.channels[string(c.Channel)] {
+		return false
+	}
+	if t := s.filter.EnqueuedBefore; t != nil && (c.EnqueuedAt.IsZero() || !c.EnqueuedAt.Before(*t)) {
+		return false
+	}
+	return true
+}
+
+// processBulkSafely is processBulk with panics recovered: the message is
+// handed back and the goroutine carries on.
+func (w *Worker) processBulkSafely(ctx context.Context, msg jetstream.Msg) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.log.Error("panic in a bulk run; request handed back",
+				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()), zap.String("subject", msg.Subject()))
+			_ = msg.NakWithDelay(w.cfg.RedeliveryDelay)
+		}
+	}()
+	w.processBulk(ctx, msg)
+}
+
+// processBulk takes one delivery of a bulk request or emergency broadcast
+// to its end: completed and acked, answered with a failure, or handed back.
+func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
+	start := time.Now()
+	req, spec := w.newBulkRequest(msg)
+	log := w.log.With(zap.String("bulk_id", req.Identity), zap.String("instance_id", req.Stop.InstanceID),
+		zap.Uint64("stream_seq", req.StreamSeq), zap.Uint64("deliveries", req.Deliveries))
+	if req.Invalid != nil {
+		w.deliver(ctx, req, req.failure(req.Invalid.Code, req.Invalid.Error()), log, start)
+		return
+	}
+	if spec.emergency {
+		if meta, err := msg.Metadata(); err == nil && req.Deliveries == 1 && time.Since(meta.Timestamp) > w.cfg.EmergencyMaxAge {
+			log.Warn("ignoring an emergency broadcast older than the emergency max age", zap.Time("published", meta.Timestamp))
+			_ = msg.Ack()
+			return
+		}
+	}
+
+	var exists bool
+	err := w.retry(ctx, req, func() (err error) {
+		exists, err = w.store.InstanceExists(ctx, spec.instanceID)
+		return err
+	})
+	if err == nil && !exists {
+		w.deliver(ctx, req, req.failure(events.ReasonResourceNotFound, fmt.Sprintf("instance %q is not known", spec.instanceID)), log, start)
+		return
+	}
+	if err == nil {
+		if spec.emergency {
+			log.Warn("EMERGENCY: clearing the instance's queued contacts",
+				zap.Strings("queue_ids", spec.filter.QueueIDs), zap.String("message", spec.message))
+		}
+		final := req.Deliveries >= uint64(w.cfg.MaxDeliveries)
+		err = w.runBulk(ctx, req, &spec, final, log)
+	}
+	switch {
+	case err == nil:
+		_ = msg.Ack()
+	case errors.Is(err, errBulkDone):
+		log.Info("bulk request already completed; nothing to do")
+		_ = msg.Ack()
+	case errors.Is(err, errBulkAbandoned):
+		// A test's crash point: neither ack nor nak.
+	case errors.Is(err, errBulkBusy):
+		_ = msg.NakWithDelay(w.cfg.BulkLease / 2)
+		log.Info("bulk request is being run elsewhere; handed back", zap.Error(err))
+	case errors.Is(err, errBulkStopping) || ctx.Err() != nil:
+		_ = msg.Nak()
+		log.Info("bulk run handed back at shutdown; it resumes on redelivery")
+	case req.Deliveries < uint64(w.cfg.MaxDeliveries):
+		delay := w.redeliveryDelay(req.Deliveries)
+		_ = msg.NakWithDelay(delay)
+		log.Warn("bulk run failed; will be resumed", zap.String("outcome", "retry"), zap.Duration("delay", delay), zap.Error(err))
+	default:
+		w.finalize(ctx, req, err, log, start)
+	}
+}
+
+// newBulkRequest decodes a bulk request or emergency broadcast.
+func (w *Worker) newBulkRequest(msg jetstream.Msg) (*Request, bulkSpec) {
+	req := &Request{Msg: msg, Headers: msg.Headers()}
+	if meta, err := msg.Metadata(); err == nil {
+		req.Deliveries, req.StreamSeq = meta.NumDelivered, meta.Sequence.Stream
+	}
+	fallbackID := req.Headers.Get(events.HeaderMsgID)
+	if fallbackID == "" {
+		fallbackID = "seq-" + strconv.FormatUint(req.StreamSeq, 10)
+	}
+
+	var spec bulkSpec
+	if inst, ok := events.EmergencyInstance(msg.Subject()); ok || msg.Subject() != events.SubjectBulkRequested {
+		b, err := events.DecodeEmergencyBroadcast(msg.Data())
+		req.Identity = "emergency-" + fallbackID
+		req.Stop.InstanceID = inst
+		if ok {
+			req.Instance = inst
+		} else {
+			err = &events.ValidationError{Code: events.ReasonInvalidParameter, Field: "instanceId",
+				Reason: fmt.Sprintf("subject %q does not end in a valid instance ID", msg.Subject())}
+		}
+		if err != nil {
+			req.Invalid = asValidationError(err)
+		}
+		spec = bulkSpec{bulkID: req.Identity, instanceID: inst, emergency: true, disconnectReason: "EMERGENCY", message: b.Message,
+			filter: events.BulkFilter{States: []string{"QUEUED"}, QueueIDs: b.QueueIDs}}
+	} else {
+		b, err := events.DecodeBulkRequest(msg.Data())
+		req.Identity = b.BulkID
+		if req.Identity == "" || err != nil && asValidationError(err).Field == "bulkId" {
+			req.Identity = fallbackID
+		}
+		req.Stop.InstanceID = b.InstanceID
+		if events.ValidInstanceID(b.InstanceID) {
+			req.Instance = b.InstanceID
+		}
+		if err != nil {
+			req.Invalid = asValidationError(err)
+		}
+		spec = bulkSpec{bulkID: req.Identity, instanceID: b.InstanceID, filter: b.Filter, disconnectReason: b.DisconnectReason}
+	}
+	spec.compile()
+	return req, spec
+}
+
+// bulkRun is one run of a bulk request.
+type bulkRun struct {
+	w     *Worker
+	req   *Request // the bulk request
+	spec  *bulkSpec
+	final bool // the last allowed delivery: contacts failing transiently end as INTERNAL_ERROR
+	upto  uint64
+	log   *zap.Logger
+
+	mu  sync.Mutex // guards rec and reasons
+	rec store.BulkRecord
+	// leaseOK is the time (UnixNano) until which contacts may be written:
+	// the lease's end less a safety margin.
+	leaseOK atomic.Int64
+
+	matched, done, stopped, failed atomic.Int64
+	reasons                        map[events.ReasonCode]int
+}
+
+// runBulk carries out a bulk request; see the comment at the top of this
+// file. It returns nil once the completion event is stored.
+func (w *Worker) runBulk(ctx context.Context, req *Request, spec *bulkSpec, final bool, log *zap.Logger) error {
+	r := &bulkRun{w: w, req: req, spec: spec, final: final, log: log, reasons: map[events.ReasonCode]int{}}
+	if err := r.acquire(ctx); err != nil {
+		return err
+	}
+	err := w.retry(ctx, req, func() (err error) {
+		r.upto, err = w.store.ContactsRevision(ctx)
+		return err
+	})
+	if err != nil {
+		r.release()
+		return fmt.Errorf("snapshot boundary: %w", err)
+	}
+	log.Info("bulk run started", zap.Int("run", r.rec.Run), zap.Uint64("snapshot_revision", r.upto),
+		zap.Strings("states", spec.filter.EffectiveStates()), zap.Strings("queue_ids", spec.filter.QueueIDs),
+		zap.Strings("channels", spec.filter.Channels))
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		r.renew(runCtx, cancel)
+	}()
+
+	err = r.walk(runCtx)
+	if err == nil {
+		err = context.Cause(runCtx)
+	}
+	cancel(errBulkStopping) // stops the renewer
+	<-renewed
+	switch {
+	case errors.Is(err, errBulkAbandoned):
+		return err
+	case err != nil:
+		r.release()
+		return err
+	}
+	return r.complete(ctx)
+}
+
+// acquire takes the bulk request's lease, as a new run.
+func (r *bulkRun) acquire(ctx context.Context) error {
+	w := r.w
+	var rec store.BulkRecord
+	err := w.retry(ctx, r.req, func() (err error) {
+		rec, err = w.store.GetBulk(ctx, r.spec.instanceID, r.spec.bulkID)
+		if errors.Is(err, store.ErrBulkNotFound) {
+			rec, err = store.BulkRecord{BulkID: r.spec.bulkID, InstanceID: r.spec.instanceID}, nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read bulk record: %w", err)
+	}
+	now := w.cfg.Now()
+	switch {
+	case rec.Status == store.BulkCompleted:
+		return errBulkDone
+	case rec.Owner != "" && now.Before(rec.LeaseUntil):
+		return fmt.Errorf("%w (%s, until %s)", errBulkBusy, rec.Owner, rec.LeaseUntil.Format(time.RFC3339))
+	}
+	if rec.StartedAt.IsZero() {
+		rec.StartedAt = now.UTC()
+	}
+	rec.Status, rec.Owner, rec.Run, rec.Walking = store.BulkRunning, w.id+"/"+nuid.Next(), rec.Run+1, true
+	rec.Matched, rec.Done, rec.Stopped, rec.Failed, rec.ReasonCodes = 0, 0, 0, 0, nil
+	rec.LeaseUntil = now.Add(w.cfg.BulkLease).UTC()
+	rec, err = w.store.PutBulk(ctx, rec)
+	if errors.Is(err, store.ErrBulkConflict) {
+		return fmt.Errorf("%w: %w", errBulkBusy, err)
+	}
+	if err != nil {
+		return fmt.Errorf("take bulk lease: %w", err)
+	}
+	r.rec = rec
+	r.setLease(rec.LeaseUntil)
+	return nil
+}
+
+func (r *bulkRun) setLease(until time.Time) {
+	r.leaseOK.Store(until.Add(-r.w.cfg.BulkLease / 3).UnixNano())
+}
+
+// leaseValid reports whether the run may still write contacts.
+func (r *bulkRun) leaseValid() bool {
+	return r.w.cfg.Now().UnixNano() < r.leaseOK.Load()
+}
+
+// renew extends the lease and records progress every second, and keeps the
+// bulk message in progress, until ctx ends. Losing the lease cancels the
+// run.
+func (r *bulkRun) renew(ctx context.Context, cancel context.CancelCauseFunc) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.w.quit:
+			cancel(errBulkStopping)
+			return
+		case <-tick.C:
+		}
+		_ = r.req.Msg.InProgress()
+		err := r.save(ctx, func(rec *store.BulkRecord) {
+			rec.LeaseUntil = r.w.cfg.Now().Add(r.w.cfg.BulkLease).UTC()
+		})
+		if errors.Is(err, store.ErrBulkConflict) {
+			cancel(fmt.Errorf("%w: %w", errBulkLeaseLost, err))
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("renewing the bulk lease failed; retrying", zap.Error(err))
+		}
+	}
+}
+
+// save writes the record with the current progress, after change, by
+// compare-and-set on the run's revision.
+func (r *bulkRun) save(ctx context.Context, change func(*store.BulkRecord)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec := r.rec
+	rec.Matched, rec.Done = int(r.matched.Load()), int(r.done.Load())
+	rec.Stopped, rec.Failed = int(r.stopped.Load()), int(r.failed.Load())
+	rec.ReasonCodes = make(map[string]int, len(r.reasons))
+	for k, v := range r.reasons {
+		rec.ReasonCodes[string(k)] = v
+	}
+	change(&rec)
+	saved, err := r.w.store.PutBulk(ctx, rec)
+	if err != nil {
+		return err
+	}
+	r.rec = saved
+	r.setLease(saved.LeaseUntil)
+	return nil
+}
+
+// release gives the lease up early, so that the next delivery can resume
+// the request at once. Failure only delays that until the lease lapses.
+func (r *bulkRun) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.save(ctx, func(rec *store.BulkRecord) { rec.LeaseUntil = time.Time{} })
+}
+
+// bulkItem is one contact to stop; replay marks a contact an earlier run of
+// this bulk request already ended.
+type bulkItem struct {
+	contact store.Contact
+	replay  bool
+}
+
+// walk enumerates the instance's contacts and stops the matching ones,
+// BulkWorkers at a time. It returns the first error of any contact, having
+// stopped the rest.
+func (r *bulkRun) walk(ctx context.Context) error {
+	w := r.w
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	items := make(chan bulkItem, w.cfg.BulkWorkers)
+	var wg sync.WaitGroup
+	for range w.cfg.BulkWorkers {
+		wg.Go(func() {
+			for it := range items {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := r.stopOne(ctx, it); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+	err := w.store.ListContacts(ctx, r.spec.instanceID, func(c store.Contact) error {
+		var it bulkItem
+		switch {
+		case c.State == store.StateEnded:
+			if c.EndedBy != events.BulkItemRequestID(r.spec.bulkID, c.ContactID) || c.Revision > r.upto {
+				return nil // ended by another request, or by this run during the walk
+			}
+			it = bulkItem{contact: c, replay: true}
+		case r.spec.matches(c):
+			it = bulkItem{contact: c}
+		default:
+			return nil
+		}
+		n := r.matched.Add(1)
+		if w.hooks.bulkItem != nil && w.hooks.bulkItem(r.spec.bulkID, int(n)) {
+			return errBulkAbandoned
+		}
+		select {
+		case items <- it:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+	close(items)
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	return err
+}
+
+// stopOne stops one contact through the per-contact path and publishes its
+// result.
+func (r *bulkRun) stopOne(ctx context.Context, it bulkItem) error {
+	w := r.w
+	c := it.contact
+	req := &Request{
+		Identity: events.BulkItemRequestID(r.spec.bulkID, c.ContactID),
+		Stop: events.StopRequest{ContactID: c.ContactID, InstanceID: c.InstanceID,
+			DisconnectReason: r.spec.disconnectReason},
+		Instance:   c.InstanceID,
+		Headers:    r.req.Headers,
+		Deliveries: r.req.Deliveries,
+		StreamSeq:  r.req.StreamSeq,
+	}
+	var res events.Result
+	if it.replay {
+		res = stoppedResult(req, c)
+	} else {
+		if !r.leaseValid() {
+			return errBulkLeaseLost
+		}
+		var err error
+		res, err = w.endContact(ctx, req, &c)
+		if err != nil {
+			if !r.final || ctx.Err() != nil {
+				return fmt.Errorf("contact %q: %w", c.ContactID, err)
+			}
+			res = req.failure(events.ReasonInternalError, "transient failures outlived every retry: "+err.Error())
+		}
+	}
+	if _, err := w.publishResult(ctx, req, res); err != nil {
+		return fmt.Errorf("result of contact %q: %w", c.ContactID, err)
+	}
+	r.done.Add(1)
+	if res.Stopped != nil {
+		r.stopped.Add(1)
+		return nil
+	}
+	r.failed.Add(1)
+	r.mu.Lock()
+	r.reasons[res.Failed.ReasonCode]++
+	r.mu.Unlock()
+	return nil
+}
+
+// complete publishes the completion event once every matched contact has
+// its result, then marks the record COMPLETED.
+func (r *bulkRun) complete(ctx context.Context) error {
+	w := r.w
+	// Make sure the lease is still ours before speaking for the bulk.
+	err := w.retry(ctx, r.req, func() error {
+		err := r.save(ctx, func(rec *store.BulkRecord) {
+			rec.Walking = false
+			rec.LeaseUntil = w.cfg.Now().Add(w.cfg.BulkLease).UTC()
+		})
+		if errors.Is(err, store.ErrBulkConflict) {
+			return permanent(fmt.Errorf("%w: %w", errBulkLeaseLost, err))
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	done := events.BulkCompleted{
+		BulkID: r.spec.bulkID, InstanceID: r.spec.instanceID,
+		Matched: int(r.matched.Load()), Stopped: int(r.stopped.Load()), Failed: int(r.failed.Load()),
+		ReasonCodes: make(map[events.ReasonCode]int, len(r.reasons)),
+		StartedAt:   r.rec.StartedAt, CompletedAt: w.cfg.Now().UTC(),
+	}
+	for k, v := range r.reasons {
+		done.ReasonCodes[k] = v
+	}
+	r.mu.Unlock()
+	if n := done.ReasonCodes[events.ReasonInternalError]; n > 0 {
+		if err := r.deadLetter(ctx, n); err != nil {
+			return err
+		}
+	}
+	data, err := json.Marshal(done)
+	if err != nil {
+		return fmt.Errorf("encode completion: %w", err)
+	}
+	msg := &nats.Msg{Subject: events.BulkCompletedSubject(r.spec.instanceID), Data: data, Header: nats.Header{}}
+	msg.Header.Set(events.HeaderMsgID, events.BulkCompletedMsgID(r.spec.instanceID, r.spec.bulkID))
+	for _, h := range []string{events.HeaderTraceparent, events.HeaderCorrelationID} {
+		if v := r.req.Headers.Get(h); v != "" {
+			msg.Header.Set(h, v)
+		}
+	}
+	err = w.retry(ctx, r.req, func() error {
+		_, err := w.js.PublishMsg(ctx, msg)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("publish completion: %w", err)
+	}
+	err = w.retry(ctx, r.req, func() error {
+		err := r.save(ctx, func(rec *store.BulkRecord) {
+			rec.Status, rec.Owner, rec.LeaseUntil, rec.CompletedAt = store.BulkCompleted, "", time.Time{}, done.CompletedAt
+		})
+		if errors.Is(err, store.ErrBulkConflict) {
+			return permanent(err)
+		}
+		return err
+	})
+	if err != nil {
+		// The completion event is stored; a later run publishes it again
+		// (a duplicate) and marks the record.
+		return fmt.Errorf("mark bulk completed: %w", err)
+	}
+	keys := slices.Sorted(func(yield func(string) bool) {
+		for k := range done.ReasonCodes {
+			if !yield(string(k)) {
+				return
+			}
+		}
+	})
+	r.log.Info("bulk request completed", zap.Int("matched", done.Matched), zap.Int("stopped", done.Stopped),
+		zap.Int("failed", done.Failed), zap.Strings("reason_codes", keys), zap.Int("run", r.rec.Run))
+	return nil
+}
+
+// deadLetter copies the bulk request to the dead-letter stream when some of
+// its contacts ended as INTERNAL_ERROR.
+func (r *bulkRun) deadLetter(ctx context.Context, n int) error {
+	dl := deadLetterMsg(r.req, fmt.Errorf("%d contacts ended as INTERNAL_ERROR", n))
+	return r.w.retry(ctx, r.req, func() error {
+		_, err := r.w.js.PublishMsg(ctx, dl)
+		return err
+	})
+}

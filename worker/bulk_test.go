@@ -1,0 +1,311 @@
+package worker_test
+
+import (
+	"fmt"
+	"iter"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/contactstop/contactstop/events"
+	"github.com/contactstop/contactstop/store"
+	"github.com/contactstop/contactstop/worker"
+)
+
+// seedN writes n contacts <prefix>0 … with the given fields.
+func (e *env) seedN(prefix string, n int, state store.State, queue string, channel store.Channel, enqueued time.Time) {
+	e.t.Helper()
+	got, err := e.st.SeedContacts(e.t.Context(), iter.Seq[store.Contact](func(yield func(store.Contact) bool) {
+		for i := range n {
+			c := store.Contact{ContactID: fmt.Sprint(prefix, i), InstanceID: inst, State: state, QueueID: queue,
+				Channel: channel, EnqueuedAt: enqueued}
+			if !yield(c) {
+				return
+			}
+		}
+	}))
+	require.NoError(e.t, err)
+	require.Equal(e.t, n, got)
+}
+
+func (e *env) bulk(req events.BulkRequest) events.Receipt {
+	e.t.Helper()
+	rc, err := events.NewPublisher(e.js).Bulk(e.t.Context(), req)
+	require.NoError(e.t, err)
+	return rc
+}
+
+// completions returns the stored completion events, keyed by bulkId,
+// failing on any bulk completed twice.
+func (e *env) completions(rs []stored) map[string]events.BulkCompleted {
+	e.t.Helper()
+	out := map[string]events.BulkCompleted{}
+	for _, r := range rs {
+		if !strings.HasPrefix(r.subject, events.SubjectBulkCompleted+".") {
+			continue
+		}
+		var c events.BulkCompleted
+		require.NoError(e.t, jsonUnmarshal(r.data, &c))
+		_, dup := out[c.BulkID]
+		require.False(e.t, dup, "bulk %s completed twice", c.BulkID)
+		out[c.BulkID] = c
+	}
+	return out
+}
+
+// waitBulk waits until the bulk request's completion event is stored and
+// the worker is idle, and returns every stored result and the completion.
+func (e *env) waitBulk(bulkID string) ([]stored, events.BulkCompleted) {
+	e.t.Helper()
+	// The record says COMPLETED only once the completion event is stored.
+	require.Eventually(e.t, func() bool {
+		rec, err := e.st.GetBulk(e.t.Context(), inst, bulkID)
+		return err == nil && rec.Status == store.BulkCompleted
+	}, 120*time.Second, 50*time.Millisecond, "bulk %s did not complete", bulkID)
+	rs := e.waitIdle(0)
+	done, ok := e.completions(rs)[bulkID]
+	require.True(e.t, ok, "no completion event for %s", bulkID)
+	return rs, done
+}
+
+// requireBulkResults checks that the contacts with the prefixes given got
+// exactly one contact.stopped each from the bulk, and nothing else did.
+func requireBulkResults(t *testing.T, rs []stored, bulkID string, want int) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if r.result.Stopped == nil && r.result.Failed == nil {
+			continue // a completion event
+		}
+		id := r.result.RequestID()
+		if !strings.HasPrefix(id, bulkID+"/") {
+			continue
+		}
+		require.False(t, seen[id], "%s has two results", id)
+		seen[id] = true
+		require.NotNil(t, r.result.Stopped, "%s: %+v", id, r.result.Failed)
+	}
+	require.Len(t, seen, want)
+}
+
+// countStates counts the instance's contacts by prefix and state.
+func (e *env) countStates() map[string]int {
+	e.t.Helper()
+	out := map[string]int{}
+	require.NoError(e.t, e.st.ListContacts(e.t.Context(), inst, func(c store.Contact) error {
+		prefix := strings.TrimRight(c.ContactID, "0123456789")
+		out[prefix+":"+string(c.State)]++
+		return nil
+	}))
+	return out
+}
+
+func bulkConfig(t *testing.T) worker.Config {
+	cfg := fastConfig(t)
+	cfg.BulkLease = 2 * time.Second
+	return cfg
+}
+
+// TestBulkClearQueue is the issue's scenario: 20k QUEUED in q1, 10k QUEUED
+// in q2, 5k CONNECTED in q1; clearing q1 stops exactly the 20k.
+func TestBulkClearQueue(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	now := time.Now()
+	e.seedN("q1-", 20000, store.StateQueued, "q1", store.ChannelVoice, now)
+	e.seedN("q2-", 10000, store.StateQueued, "q2", store.ChannelChat, now)
+	e.seedN("conn-", 5000, store.StateConnected, "q1", store.ChannelVoice, now)
+	e.start(bulkConfig(t), nil)
+
+	e.bulk(events.BulkRequest{BulkID: "clear-q1", InstanceID: inst, DisconnectReason: "QUEUE_CLOSED",
+		Filter: events.BulkFilter{QueueIDs: []string{"q1"}}})
+	rs, done := e.waitBulk("clear-q1")
+	require.Equal(t, events.BulkCompleted{BulkID: "clear-q1", InstanceID: inst, Matched: 20000, Stopped: 20000,
+		ReasonCodes: map[events.ReasonCode]int{}, StartedAt: done.StartedAt, CompletedAt: done.CompletedAt}, done)
+	requireBulkResults(t, rs, "clear-q1", 20000)
+	require.Equal(t, map[string]int{"q1-:ENDED": 20000, "q2-:QUEUED": 10000, "conn-:CONNECTED": 5000}, e.countStates())
+
+	c, err := e.st.GetContact(t.Context(), inst, "q1-7")
+	require.NoError(t, err)
+	require.Equal(t, "clear-q1/q1-7", c.EndedBy)
+	require.Equal(t, "QUEUE_CLOSED", c.DisconnectReason)
+
+	rec, err := e.st.GetBulk(t.Context(), inst, "clear-q1")
+	require.NoError(t, err)
+	require.Equal(t, store.BulkCompleted, rec.Status)
+	require.Equal(t, 20000, rec.Done)
+}
+
+// TestBulkTwice publishes one bulk request twice while it runs and once
+// more after it completed: nothing is stopped twice, one completion.
+func TestBulkTwice(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seedN("c", 3000, store.StateQueued, "q1", store.ChannelVoice, time.Now())
+	e.start(bulkConfig(t), nil)
+	e.start(bulkConfig(t), nil) // a second replica
+
+	// Without Nats-Msg-Id dedup (raw publishes), so that both are stored.
+	body := []byte(`{"bulkId":"twice","instanceId":"acme"}`)
+	e.publish(events.SubjectBulkRequested, body, nil)
+	e.publish(events.SubjectBulkRequested, body, nil)
+	rs, done := e.waitBulk("twice")
+	require.Equal(t, 3000, done.Stopped)
+	requireBulkResults(t, rs, "twice", 3000)
+
+	e.publish(events.SubjectBulkRequested, body, nil)
+	rs = e.waitIdle(0)
+	require.Len(t, e.completions(rs), 1)
+	requireBulkResults(t, rs, "twice", 3000)
+}
+
+// TestBulkCrash abandons a run, as if its process died, during expansion
+// (after 400 of 3000 matches) and after it (at the last match); a second
+// replica takes over when the lease lapses.
+func TestBulkCrash(t *testing.T) {
+	t.Parallel()
+	for _, at := range []int{400, 3000} {
+		t.Run(fmt.Sprint("at ", at), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, worker.TopologyConfig{AckWait: 2 * time.Second})
+			e.seedN("c", 3000, store.StateQueued, "q1", store.ChannelVoice, time.Now())
+			e.seedN("other", 500, store.StateQueued, "q2", store.ChannelVoice, time.Now())
+			cfg := bulkConfig(t)
+			w, err := worker.New(e.js, e.st, cfg)
+			require.NoError(t, err)
+			var crashed atomic.Bool
+			worker.SetBulkCrash(w, func(bulkID string, n int) bool {
+				return n == at && crashed.CompareAndSwap(false, true)
+			})
+			require.NoError(t, w.Start(t.Context()))
+			t.Cleanup(func() { _ = w.Stop(t.Context()) })
+			e.start(cfg, nil) // the replica that survives
+
+			e.bulk(events.BulkRequest{BulkID: "crash", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"q1"}}})
+			rs, done := e.waitBulk("crash")
+			require.True(t, crashed.Load(), "the crash point was reached")
+			require.Equal(t, 3000, done.Matched)
+			require.Equal(t, 3000, done.Stopped)
+			require.Zero(t, done.Failed)
+			requireBulkResults(t, rs, "crash", 3000)
+			require.Equal(t, map[string]int{"c:ENDED": 3000, "other:QUEUED": 500}, e.countStates())
+			rec, err := e.st.GetBulk(t.Context(), inst, "crash")
+			require.NoError(t, err)
+			require.GreaterOrEqual(t, rec.Run, 2, "a second run finished the work")
+		})
+	}
+}
+
+func TestBulkFilters(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	cut := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	e.seedN("old-voice", 30, store.StateQueued, "q1", store.ChannelVoice, cut.Add(-time.Hour))
+	e.seedN("new-voice", 20, store.StateQueued, "q1", store.ChannelVoice, cut.Add(time.Hour))
+	e.seedN("old-chat", 10, store.StateQueued, "q1", store.ChannelChat, cut.Add(-time.Hour))
+	e.seedN("old-hold", 5, store.StateOnHold, "q1", store.ChannelVoice, cut.Add(-time.Hour))
+	e.seedN("never", 4, store.StateQueued, "q1", store.ChannelVoice, time.Time{})
+	e.start(bulkConfig(t), nil)
+
+	e.bulk(events.BulkRequest{BulkID: "old-voice", InstanceID: inst,
+		Filter: events.BulkFilter{Channels: []string{"VOICE"}, EnqueuedBefore: &cut, States: []string{"QUEUED", "ON_HOLD"}}})
+	rs, done := e.waitBulk("old-voice")
+	require.Equal(t, 35, done.Stopped, "30 queued and 5 on hold, voice, enqueued before the cut")
+	requireBulkResults(t, rs, "old-voice", 35)
+	require.Equal(t, map[string]int{"old-voice:ENDED": 30, "old-hold:ENDED": 5, "new-voice:QUEUED": 20,
+		"old-chat:QUEUED": 10, "never:QUEUED": 4}, e.countStates())
+
+	// Nothing left to match: a completion with matched 0.
+	e.bulk(events.BulkRequest{BulkID: "empty", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"no-such-queue"}}})
+	_, done = e.waitBulk("empty")
+	require.Zero(t, done.Matched)
+	require.Zero(t, done.Stopped)
+	require.NotNil(t, done.ReasonCodes)
+}
+
+func TestBulkInvalid(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seedN("c", 10, store.StateQueued, "q1", store.ChannelVoice, time.Now())
+	e.start(bulkConfig(t), nil)
+	e.publish(events.SubjectBulkRequested, []byte(`{"bulkId":"bad-filter","instanceId":"acme","filter":{"states":["ENDED"]}}`), nil)
+	e.publish(events.SubjectBulkRequested, []byte(`{"bulkId":"nobody","instanceId":"nobody"}`), nil)
+	e.publish(events.SubjectBulkRequested, []byte(`[1,2]`), map[string]string{events.HeaderMsgID: "not-an-object"})
+
+	got := byRequest(t, e.waitIdle(3))
+	requireFailed(t, got["bad-filter"], events.ReasonInvalidParameter)
+	require.Equal(t, "contact.stop.failed.acme", got["bad-filter"].subject)
+	requireFailed(t, got["nobody"], events.ReasonResourceNotFound)
+	requireFailed(t, got["not-an-object"], events.ReasonInvalidRequest)
+	require.Equal(t, "contact.stop.failed", got["not-an-object"].subject)
+	require.Equal(t, map[string]int{"c:QUEUED": 10}, e.countStates(), "nothing was touched")
+}
+
+func TestEmergencyBroadcast(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{Emergency: true})
+	e.seedN("q1-", 300, store.StateQueued, "q1", store.ChannelVoice, time.Now())
+	e.seedN("q2-", 200, store.StateQueued, "q2", store.ChannelVoice, time.Now())
+	e.seedN("q3-", 100, store.StateQueued, "q3", store.ChannelVoice, time.Now())
+	e.seedN("conn-", 50, store.StateConnected, "q1", store.ChannelVoice, time.Now())
+	cfg := bulkConfig(t)
+	cfg.Emergency = true
+	e.start(cfg, nil)
+
+	hdr := map[string]string{events.HeaderMsgID: "alarm-1"}
+	e.publish(events.EmergencySubject(inst), []byte(`{"queueIds":["q1","q2"],"message":"fire alarm, building 2"}`), hdr)
+	rs, done := e.waitBulk("emergency-alarm-1")
+	require.Equal(t, 500, done.Stopped)
+	requireBulkResults(t, rs, "emergency-alarm-1", 500)
+	require.Equal(t, map[string]int{"q1-:ENDED": 300, "q2-:ENDED": 200, "q3-:QUEUED": 100, "conn-:CONNECTED": 50}, e.countStates())
+	c, err := e.st.GetContact(t.Context(), inst, "q2-5")
+	require.NoError(t, err)
+	require.Equal(t, "EMERGENCY", c.DisconnectReason)
+
+	// The same broadcast again is deduplicated by the stream; published
+	// raw (another sequence) without an id it would be another emergency.
+	ack := e.publish(events.EmergencySubject(inst), []byte(`{"queueIds":["q1","q2"]}`), hdr)
+	require.True(t, ack.Duplicate)
+	// A broadcast with no queues clears every queue.
+	e.publish(events.EmergencySubject(inst), nil, map[string]string{events.HeaderMsgID: "alarm-2"})
+	_, done = e.waitBulk("emergency-alarm-2")
+	require.Equal(t, 100, done.Stopped)
+	require.Equal(t, map[string]int{"q1-:ENDED": 300, "q2-:ENDED": 200, "q3-:ENDED": 100, "conn-:CONNECTED": 50}, e.countStates())
+}
+
+// TestBulkDoesNotStarveSingles answers a single request promptly while a
+// large clear runs.
+func TestBulkDoesNotStarveSingles(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seedN("c", 20000, store.StateQueued, "q1", store.ChannelVoice, time.Now())
+	e.seedN("single", 1, store.StateConnected, "agent", store.ChannelVoice, time.Now())
+	cfg := bulkConfig(t)
+	cfg.BulkWorkers = 8
+	e.start(cfg, nil)
+
+	e.bulk(events.BulkRequest{BulkID: "big", InstanceID: inst})
+	require.Eventually(t, func() bool {
+		rec, err := e.st.GetBulk(t.Context(), inst, "big")
+		return err == nil && rec.Done > 0
+	}, 30*time.Second, 10*time.Millisecond)
+	e.publish(events.StopRequestedSubject(inst), e.request("urgent", "single0"), nil)
+
+	var urgentAt, bulkDoneAt int
+	rs, _ := e.waitBulk("big")
+	for i, r := range rs {
+		switch {
+		case r.result.RequestID() == "urgent":
+			urgentAt = i
+			require.NotNil(t, r.result.Stopped)
+		case strings.HasPrefix(r.subject, events.SubjectBulkCompleted):
+			bulkDoneAt = i
+		}
+	}
+	require.NotZero(t, urgentAt)
+	require.Less(t, urgentAt, bulkDoneAt, "the single request was answered before the clear finished")
+	require.Less(t, urgentAt, 15000, "and early: after at most 15000 of the bulk's 20000 results")
+}
