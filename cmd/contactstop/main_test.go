@@ -110,6 +110,26 @@ func TestServeAndClients(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, out, "CONTACT_NOT_FOUND")
 
+	// Clear what is left of the billing queue: 49 of the 50 (c7 ended).
+	out, err = run(t, "clear", "--nats-url", url, "--instance", "acme", "--queue", "billing", "--bulk-id", "b-1",
+		"--reason", "QUEUE_CLOSED", "--wait", "--json")
+	require.NoError(t, err)
+	var done events.BulkCompleted
+	require.NoError(t, json.Unmarshal([]byte(out), &done))
+	require.Equal(t, 49, done.Matched)
+	require.Equal(t, 49, done.Stopped)
+	require.Zero(t, done.Failed)
+	out, err = run(t, "bulk", "status", "b-1", "--nats-url", url, "--instance", "acme")
+	require.NoError(t, err)
+	require.Contains(t, out, "COMPLETED")
+	require.Contains(t, out, "stopped 49")
+	// Again: nothing is stopped twice; the same summary stands.
+	out, err = run(t, "clear", "--nats-url", url, "--instance", "acme", "--queue", "billing", "--bulk-id", "b-1", "--wait")
+	require.NoError(t, err)
+	require.Contains(t, out, "matched 49, stopped 49, failed 0")
+	_, err = run(t, "clear", "--nats-url", url, "--instance", "acme", "--state", "ended")
+	require.ErrorContains(t, err, "ENDED contacts cannot be stopped")
+
 	out, err = run(t, "instances", "list", "--nats-url", url)
 	require.NoError(t, err)
 	require.Contains(t, out, "acme")

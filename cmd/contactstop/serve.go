@@ -70,6 +70,10 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.DurationVar(&o.worker.RetryMaxElapsed, "retry-max-elapsed", 5*time.Second, "time spent retrying within one delivery before it is handed back with a delay")
 	f.DurationVar(&o.worker.RedeliveryDelay, "redelivery-delay", time.Second, "delay before the second delivery of a failing request; doubles per delivery")
 	f.DurationVar(&o.worker.RedeliveryDelayMax, "redelivery-delay-max", 30*time.Second, "largest delay between deliveries")
+	f.IntVar(&o.worker.Bulks, "bulks", 2, "bulk requests run at once by this process")
+	f.IntVar(&o.worker.BulkWorkers, "bulk-workers", 64, "contacts one bulk run stops at once")
+	f.BoolVar(&o.worker.Emergency, "emergency", false, "handle emergency.broadcast.<instance>: clear the instance's QUEUED contacts (see README)")
+	f.DurationVar(&o.worker.EmergencyMaxAge, "emergency-max-age", 5*time.Minute, "ignore emergency broadcasts older than this when first seen")
 	f.IntVar(&o.topology.Replicas, "replicas", 1, "replicas of the streams and buckets (3 on a cluster)")
 	f.DurationVar(&o.topology.DuplicateWindow, "duplicate-window", 2*time.Minute, "JetStream duplicate window of the requests and results streams")
 	f.DurationVar(&o.topology.MaxAge, "max-age", 7*24*time.Hour, "how long requests and results are kept")
@@ -99,6 +103,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	defer func() { _ = log.Sync() }()
 	o.worker.MaxAckPending = o.topology.MaxAckPending
+	o.topology.Emergency = o.worker.Emergency
 	o.worker.AckWait = o.topology.AckWait
 	o.worker.Logger = log
 
@@ -154,6 +159,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	log.Info("serving", zap.String("nats", nc.ConnectedUrlRedacted()), zap.Int("workers", o.worker.Workers))
+	if o.worker.Emergency {
+		log.Warn("emergency handling is ON: emergency.broadcast.<instance> clears that instance's queued contacts",
+			zap.Duration("emergency_max_age", o.worker.EmergencyMaxAge))
+	}
 
 	<-ctx.Done()
 	log.Info("shutting down: no new requests are pulled", zap.Duration("timeout", o.shutdownTimeout))

@@ -73,7 +73,8 @@ func runStop(ctx context.Context, out io.Writer, c *client, o clientOptions, req
 	var results *resultWaiter
 	if wait {
 		var err error
-		if results, err = newResultWaiter(ctx, c.js, req.InstanceID); err != nil {
+		results, err = newResultWaiter(ctx, c.js, events.StoppedSubject(req.InstanceID), events.StopFailedSubject(req.InstanceID))
+		if err != nil {
 			return err
 		}
 	}
@@ -92,9 +93,17 @@ func runStop(ctx context.Context, out io.Writer, c *client, o clientOptions, req
 		_, err := fmt.Fprintf(out, "request %s published as %s #%d%s\n", receipt.RequestID, receipt.Stream, receipt.Sequence, dup)
 		return err
 	}
-	res, err := results.find(ctx, receipt, req.ContactID)
+	var res events.Result
+	err = results.find(ctx, receipt.Duplicate, func(subject string, data []byte) bool {
+		r, err := events.DecodeResult(subject, data)
+		if err != nil || r.RequestID() != receipt.RequestID || resultContact(r) != req.ContactID {
+			return false
+		}
+		res = r
+		return true
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("request %s: %w", receipt.RequestID, err)
 	}
 	switch {
 	case o.json:
@@ -122,7 +131,7 @@ func printResult(out io.Writer, res events.Result) error {
 	return printJSON(out, res.Failed)
 }
 
-// resultWaiter finds one request's result on the results stream.
+// resultWaiter finds one result on the results stream.
 type resultWaiter struct {
 	js       jetstream.JetStream
 	subjects []string
@@ -130,7 +139,9 @@ type resultWaiter struct {
 	window   time.Duration
 }
 
-func newResultWaiter(ctx context.Context, js jetstream.JetStream, instanceID string) (*resultWaiter, error) {
+// newResultWaiter notes where the results stream ends now; call it before
+// publishing the request whose result is awaited.
+func newResultWaiter(ctx context.Context, js jetstream.JetStream, subjects ...string) (*resultWaiter, error) {
 	rs, err := js.Stream(ctx, worker.StreamResults)
 	if err != nil {
 		return nil, fmt.Errorf("results stream (has contactstop serve run against this server?): %w", err)
@@ -141,18 +152,18 @@ func newResultWaiter(ctx context.Context, js jetstream.JetStream, instanceID str
 	}
 	return &resultWaiter{
 		js:       js,
-		subjects: []string{events.StoppedSubject(instanceID), events.StopFailedSubject(instanceID)},
+		subjects: subjects,
 		startSeq: rs.CachedInfo().State.LastSeq + 1,
 		window:   req.CachedInfo().Config.Duplicates,
 	}, nil
 }
 
-// find waits for the result of the published request. For a duplicate
-// publication the original request was published within the duplicate
-// window, so its result is searched from that far back.
-func (rw *resultWaiter) find(ctx context.Context, receipt events.Receipt, contactID string) (events.Result, error) {
+// find waits until match accepts a result published after the waiter was
+// made. For a duplicate publication the original request was published
+// within the duplicate window, so results are searched from that far back.
+func (rw *resultWaiter) find(ctx context.Context, duplicate bool, match func(subject string, data []byte) bool) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: rw.subjects}
-	if receipt.Duplicate {
+	if duplicate {
 		start := time.Now().Add(-rw.window - time.Minute)
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 	} else {
@@ -160,24 +171,23 @@ func (rw *resultWaiter) find(ctx context.Context, receipt events.Receipt, contac
 	}
 	cons, err := rw.js.OrderedConsumer(ctx, worker.StreamResults, cfg)
 	if err != nil {
-		return events.Result{}, fmt.Errorf("read results: %w", err)
+		return fmt.Errorf("read results: %w", err)
 	}
 	it, err := cons.Messages()
 	if err != nil {
-		return events.Result{}, fmt.Errorf("read results: %w", err)
+		return fmt.Errorf("read results: %w", err)
 	}
 	defer it.Stop()
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
-				return events.Result{}, fmt.Errorf("no result for request %s yet (is contactstop serve running?): %w", receipt.RequestID, err)
+				return fmt.Errorf("no result yet (is contactstop serve running?): %w", err)
 			}
-			return events.Result{}, fmt.Errorf("read results: %w", err)
+			return fmt.Errorf("read results: %w", err)
 		}
-		res, err := events.DecodeResult(msg.Subject(), msg.Data())
-		if err == nil && res.RequestID() == receipt.RequestID && resultContact(res) == contactID {
-			return res, nil
+		if match(msg.Subject(), msg.Data()) {
+			return nil
 		}
 	}
 }
