@@ -25,7 +25,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 
 bench: ## micro-benchmarks and a 10k-request drain on an in-process server
 	$(GO) test -run=NONE -bench=. -benchmem ./events/ ./store/
-	$(GO) test -run=NONE -bench=DrainBacklog -benchtime=1x ./worker/
+	$(GO) test -run=NONE -bench='DrainBacklog|BulkClear' -benchtime=1x ./worker/
 
 ci: ## what CI runs
 	bash .ci/run
