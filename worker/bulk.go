@@ -116,6 +116,7 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 	log := w.log.With(zap.String("bulk_id", req.Identity), zap.String("instance_id", req.Stop.InstanceID),
 		zap.Uint64("stream_seq", req.StreamSeq), zap.Uint64("deliveries", req.Deliveries))
 	if req.Invalid != nil {
+		w.cfg.Metrics.bulkRun("refused")
 		w.deliver(ctx, req, req.failure(req.Invalid.Code, req.Invalid.Error()), log, start)
 		return
 	}
@@ -133,6 +134,7 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 		return err
 	})
 	if err == nil && !exists {
+		w.cfg.Metrics.bulkRun("refused")
 		w.deliver(ctx, req, req.failure(events.ReasonResourceNotFound, fmt.Sprintf("instance %q is not known", spec.instanceID)), log, start)
 		return
 	}
@@ -142,27 +144,37 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 				zap.Strings("queue_ids", spec.filter.QueueIDs), zap.String("message", spec.message))
 		}
 		final := req.Deliveries >= uint64(w.cfg.MaxDeliveries)
+		w.cfg.Metrics.bulkStarted(1)
 		err = w.runBulk(ctx, req, &spec, final, log)
+		w.cfg.Metrics.bulkStarted(-1)
 	}
+	m := w.cfg.Metrics
 	switch {
 	case err == nil:
 		_ = msg.Ack()
+		m.bulkRun("completed")
 	case errors.Is(err, errBulkDone):
 		log.Info("bulk request already completed; nothing to do")
 		_ = msg.Ack()
+		m.bulkRun("already_completed")
 	case errors.Is(err, errBulkAbandoned):
 		// A test's crash point: neither ack nor nak.
 	case errors.Is(err, errBulkBusy):
 		_ = msg.NakWithDelay(w.cfg.BulkLease / 2)
+		m.bulkRun("busy")
 		log.Info("bulk request is being run elsewhere; handed back", zap.Error(err))
 	case errors.Is(err, errBulkStopping) || ctx.Err() != nil:
 		_ = msg.Nak()
+		m.bulkRun("handed_back")
 		log.Info("bulk run handed back at shutdown; it resumes on redelivery")
 	case req.Deliveries < uint64(w.cfg.MaxDeliveries):
 		delay := w.redeliveryDelay(req.Deliveries)
 		_ = msg.NakWithDelay(delay)
+		m.bulkRun("failed")
+		m.handedBack()
 		log.Warn("bulk run failed; will be resumed", zap.String("outcome", "retry"), zap.Duration("delay", delay), zap.Error(err))
 	default:
+		m.bulkRun("failed")
 		w.finalize(ctx, req, err, log, start)
 	}
 }
@@ -476,6 +488,7 @@ func (r *bulkRun) stopOne(ctx context.Context, it bulkItem) error {
 		return fmt.Errorf("result of contact %q: %w", c.ContactID, err)
 	}
 	r.done.Add(1)
+	w.cfg.Metrics.bulkItem(res)
 	if res.Stopped != nil {
 		r.stopped.Add(1)
 		return nil

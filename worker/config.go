@@ -59,6 +59,9 @@ type Config struct {
 	// such as metrics and tracing. Panic recovery always wraps the whole
 	// chain and need not be added.
 	Middleware []Middleware
+	// Metrics, when set, records the worker's Prometheus metrics (see
+	// NewMetrics).
+	Metrics *Metrics
 	// Logger receives the worker's logs; it is named "worker". Default: no
 	// logging.
 	Logger *zap.Logger

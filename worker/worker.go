@@ -92,7 +92,7 @@ func New(js jetstream.JetStream, st Store, cfg Config) (*Worker, error) {
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		h = cfg.Middleware[i](h)
 	}
-	w.handler = recoverer(h)
+	w.handler = recoverer(cfg.Metrics.middleware(h))
 	return w, nil
 }
 
@@ -229,6 +229,30 @@ func (w *Worker) isStopping() bool {
 	return w.stopping
 }
 
+// ErrNotReady is wrapped by Ready's errors.
+var ErrNotReady = errors.New("worker not ready")
+
+// Ready reports whether the worker is taking work: started, not stopping,
+// and every lane's consumer present on the server. It asks the server, so
+// it fails when NATS is unreachable.
+func (w *Worker) Ready(ctx context.Context) error {
+	w.mu.Lock()
+	started, stopping, lanes := w.done != nil, w.stopping, w.lanes
+	w.mu.Unlock()
+	switch {
+	case !started:
+		return fmt.Errorf("%w: not started", ErrNotReady)
+	case stopping:
+		return fmt.Errorf("%w: draining for shutdown", ErrNotReady)
+	}
+	for _, l := range lanes {
+		if _, err := w.js.Consumer(ctx, l.stream, l.consumer); err != nil {
+			return fmt.Errorf("%w: consumer %s: %w", ErrNotReady, l.consumer, err)
+		}
+	}
+	return nil
+}
+
 // Stop stops pulling, lets in-flight and already-buffered requests finish,
 // and returns when all are done. If ctx ends first, in-flight handling is
 // cancelled and unfinished requests are handed back to the server (Nak) for
@@ -305,6 +329,7 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
 		if req.Deliveries < uint64(w.cfg.MaxDeliveries) {
 			delay := w.redeliveryDelay(req.Deliveries)
 			_ = msg.NakWithDelay(delay)
+			w.cfg.Metrics.handedBack()
 			log.Warn("request failed; will be redelivered", zap.String("outcome", "retry"), zap.Duration("delay", delay), zap.Error(err))
 			return
 		}
@@ -335,6 +360,7 @@ func (w *Worker) finalize(ctx context.Context, req *Request, cause error, log *z
 		log.Error("dead-lettering failed; will be redelivered", zap.String("outcome", "retry"), zap.Error(err))
 		return
 	}
+	w.cfg.Metrics.deadLettered()
 	log.Error("request dead-lettered after its last delivery", zap.Error(cause))
 	res := req.failure(events.ReasonInternalError, "transient failures outlived every retry: "+cause.Error())
 	w.deliver(ctx, req, res, log, start)
@@ -371,6 +397,7 @@ func (w *Worker) deliver(ctx context.Context, req *Request, res events.Result, l
 		}
 		delay := w.redeliveryDelay(req.Deliveries)
 		_ = req.Msg.NakWithDelay(delay)
+		w.cfg.Metrics.handedBack()
 		log.Warn("publishing the result failed; will be redelivered", zap.String("outcome", "retry"), zap.Duration("delay", delay), zap.Error(err))
 		return
 	}
@@ -456,6 +483,7 @@ func (w *Worker) retry(ctx context.Context, req *Request, op func() error) error
 		}
 		return err
 	}, backoff.WithContext(b, ctx), func(err error, next time.Duration) {
+		w.cfg.Metrics.retried()
 		w.log.Debug("transient error; retrying", append(requestFields(req), zap.Duration("next", next), zap.Error(err))...)
 	})
 }

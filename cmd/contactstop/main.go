@@ -50,11 +50,16 @@ store and publishes contact.stopped or contact.stop.failed with a reason code.
 
 Every flag can also be set with an environment variable: CONTACTSTOP_ and the
 flag name in upper case with dashes as underscores (--nats-url is
-CONTACTSTOP_NATS_URL). A flag given on the command line wins.`,
+CONTACTSTOP_NATS_URL). serve also reads a YAML file given with --config, whose
+keys are flag names. A flag given on the command line wins over the
+environment, which wins over the file.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnv(cmd.Flags())
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return applyConfigFile(cmd.Flags())
 		},
 	}
 	root.AddCommand(

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,6 +31,16 @@ func run(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+func httpGet(t *testing.T, url string) (string, int) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b), resp.StatusCode
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -40,13 +52,13 @@ func freeAddr(t *testing.T) string {
 // TestServeAndClients runs serve with its embedded server and drives it
 // with the client commands, as a user would from a second terminal.
 func TestServeAndClients(t *testing.T) {
-	addr := freeAddr(t)
+	addr, opsAddr := freeAddr(t), freeAddr(t)
 	url := "nats://" + addr
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
 	go func() {
 		root := newRootCmd()
-		root.SetArgs([]string{"serve", "--listen", addr, "--data-dir", filepath.Join(t.TempDir(), "data"), "--workers", "4", "--log-level", "warn"})
+		root.SetArgs([]string{"serve", "--listen", addr, "--data-dir", filepath.Join(t.TempDir(), "data"), "--workers", "4", "--log-level", "warn", "--http", opsAddr})
 		served <- root.ExecuteContext(ctx)
 	}()
 	t.Cleanup(func() {
@@ -133,6 +145,19 @@ func TestServeAndClients(t *testing.T) {
 	out, err = run(t, "instances", "list", "--nats-url", url)
 	require.NoError(t, err)
 	require.Contains(t, out, "acme")
+
+	// Metrics and health.
+	body, code := httpGet(t, "http://"+opsAddr+"/healthz")
+	require.Equal(t, 200, code, body)
+	body, code = httpGet(t, "http://"+opsAddr+"/readyz")
+	require.Equal(t, 200, code, body)
+	body, code = httpGet(t, "http://"+opsAddr+"/metrics")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `contactstop_requests_total{outcome="stopped",reason_code=""} 1`)
+	require.Contains(t, body, `contactstop_requests_total{outcome="failed",reason_code="CONTACT_NOT_FOUND"} 1`)
+	require.Contains(t, body, `contactstop_bulk_contacts_total{outcome="stopped",reason_code=""} 49`)
+	require.Contains(t, body, `contactstop_consumer_pending{consumer="contactstop-worker"} 0`)
+	require.Contains(t, body, "go_goroutines")
 
 	// Bad input is refused before anything is sent.
 	_, err = run(t, "stop", "--nats-url", url, "--instance", "ac.me", "--contact", "c1")

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -29,6 +32,8 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	dev             bool
 	logLevel        string
+	http            string
+	config          string
 }
 
 func newServeCmd() *cobra.Command {
@@ -78,6 +83,8 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.DurationVar(&o.topology.DuplicateWindow, "duplicate-window", 2*time.Minute, "JetStream duplicate window of the requests and results streams")
 	f.DurationVar(&o.topology.MaxAge, "max-age", 7*24*time.Hour, "how long requests and results are kept")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, wait this long for in-flight requests")
+	f.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz on this address (e.g. :8080); empty: off")
+	f.StringVar(&o.config, "config", "", "YAML file of settings, keys being flag names (workers: 64)")
 	f.BoolVar(&o.dev, "dev", false, "human-readable console logs instead of JSON")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -142,6 +149,24 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 
+	// Metrics and health come up first, so that probes see the start-up.
+	var w atomic.Pointer[worker.Worker]
+	if o.http != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		o.worker.Metrics = worker.NewMetrics(reg, js)
+		ops, err := startOps(o.http, reg, nc, func(ctx context.Context) error {
+			if w := w.Load(); w != nil {
+				return w.Ready(ctx)
+			}
+			return errors.New("starting")
+		}, log)
+		if err != nil {
+			return err
+		}
+		defer ops.stop()
+	}
+
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := worker.Provision(setupCtx, js, o.topology); err != nil {
@@ -151,13 +176,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(js, st, o.worker)
+	wk, err := worker.New(js, st, o.worker)
 	if err != nil {
 		return err
 	}
-	if err := w.Start(setupCtx); err != nil {
+	if err := wk.Start(setupCtx); err != nil {
 		return err
 	}
+	w.Store(wk)
 	log.Info("serving", zap.String("nats", nc.ConnectedUrlRedacted()), zap.Int("workers", o.worker.Workers))
 	if o.worker.Emergency {
 		log.Warn("emergency handling is ON: emergency.broadcast.<instance> clears that instance's queued contacts",
@@ -168,7 +194,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	log.Info("shutting down: no new requests are pulled", zap.Duration("timeout", o.shutdownTimeout))
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancelStop()
-	if err := w.Stop(stopCtx); err != nil {
+	if err := wk.Stop(stopCtx); err != nil {
 		log.Warn("in-flight requests were handed back at the shutdown deadline", zap.Error(err))
 	}
 	// Send the last acknowledgements before the connection closes.
