@@ -25,18 +25,19 @@ import (
 //
 //	CONTACTSTOP_BENCH_N         requests or contacts per iteration (default 10000)
 //	CONTACTSTOP_BENCH_WORKERS   --workers and --bulk-workers (default 64)
+//	CONTACTSTOP_BENCH_REPLICAS  stream and bucket replicas (default 1; 3 on a cluster)
 //	CONTACTSTOP_BENCH_NATS_URL  a server to use instead of an in-process one;
 //	                            contactstop's streams and buckets there are
 //	                            DELETED first: point it at a throw-away server
 type benchEnv struct {
-	b       *testing.B
-	n       int
-	workers int
-	js      jetstream.JetStream
+	b                 *testing.B
+	n, workers, repls int
+	js                jetstream.JetStream
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
-	env := &benchEnv{b: b, n: benchInt(b, "CONTACTSTOP_BENCH_N", 10000), workers: benchInt(b, "CONTACTSTOP_BENCH_WORKERS", 64)}
+	env := &benchEnv{b: b, n: benchInt(b, "CONTACTSTOP_BENCH_N", 10000), workers: benchInt(b, "CONTACTSTOP_BENCH_WORKERS", 64),
+		repls: benchInt(b, "CONTACTSTOP_BENCH_REPLICAS", 1)}
 	url := os.Getenv("CONTACTSTOP_BENCH_NATS_URL")
 	if url == "" {
 		url = natstest.Start(b).URL()
@@ -68,8 +69,8 @@ func (e *benchEnv) reset() *store.KV {
 	for _, kv := range []string{"contactstop-contacts", "contactstop-instances", "contactstop-bulks"} {
 		_ = e.js.DeleteKeyValue(ctx, kv)
 	}
-	require.NoError(e.b, worker.Provision(ctx, e.js, worker.TopologyConfig{MaxAckPending: max(1024, 2*e.workers)}))
-	st, err := store.Open(ctx, e.js, store.Config{})
+	require.NoError(e.b, worker.Provision(ctx, e.js, worker.TopologyConfig{MaxAckPending: max(1024, 2*e.workers), Replicas: e.repls}))
+	st, err := store.Open(ctx, e.js, store.Config{Replicas: e.repls})
 	require.NoError(e.b, err)
 	_, err = st.PutInstance(ctx, store.Instance{InstanceID: inst})
 	require.NoError(e.b, err)
