@@ -1,6 +1,16 @@
 // Package embedded runs the nats-server library inside the contactstop
 // process, with JetStream on and file storage, so that `contactstop serve`
 // needs nothing else installed.
+//
+// By default the server lets any client in. It can require credentials in
+// two ways: Config.User and Config.Password (or Config.Token) for a single
+// shared credential, optionally with TLS on the listener (Config.TLSCert,
+// Config.TLSKey, and Config.TLSCA for mutual TLS); or Config.ConfigFile, a
+// nats-server configuration file with accounts, users, permissions and TLS,
+// such as deployments/nats/accounts.conf. Either way, the in-process
+// connection of the process that embeds the server authenticates like any
+// other client (see Config.ClientOptions), but never needs TLS: it does not
+// cross a network.
 package embedded
 
 import (
@@ -12,6 +22,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 )
 
@@ -29,6 +40,62 @@ type Config struct {
 	SyncAlways bool
 	// Logger receives the server's logs, named "nats-server". Default: none.
 	Logger *zap.Logger
+
+	// ConfigFile is a nats-server configuration file to start from:
+	// accounts, users, permissions, TLS, limits, monitoring, clustering.
+	// Listen and DataDir replace the file's listen address and JetStream
+	// store_dir, JetStream is always on, SyncAlways (when true) turns on
+	// sync_interval: always, max_control_line is raised to at least 8192,
+	// and the server name defaults to "contactstop-embedded". Users and
+	// TLS then come from the file only: User, Password, Token and the TLS
+	// fields must be empty. Default: none.
+	ConfigFile string
+	// User and Password, both or neither, make the server require this
+	// user name and password from every client. Not with Token.
+	User, Password string
+	// Token makes the server require this token from every client.
+	Token string
+	// TLSCert and TLSKey, both or neither, are PEM files with which the
+	// listener serves TLS; network clients must then use TLS. TLSCA, which
+	// needs them, is a PEM file of CA certificates: clients on the network
+	// must present a certificate signed by one of them (mutual TLS).
+	TLSCert, TLSKey, TLSCA string
+}
+
+// Validate reports every inconsistent combination of the security fields.
+func (c Config) Validate() error {
+	var errs []error
+	if (c.User == "") != (c.Password == "") {
+		errs = append(errs, errors.New("embedded nats-server: User and Password go together"))
+	}
+	if c.User != "" && c.Token != "" {
+		errs = append(errs, errors.New("embedded nats-server: use User and Password or Token, not both"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("embedded nats-server: TLSCert and TLSKey go together"))
+	}
+	if c.TLSCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("embedded nats-server: TLSCA (mutual TLS) needs TLSCert and TLSKey"))
+	}
+	if c.ConfigFile != "" && (c.User != "" || c.Password != "" || c.Token != "" || c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != "") {
+		errs = append(errs, errors.New("embedded nats-server: with a ConfigFile, set users and TLS in the file, not in User, Password, Token or TLS*"))
+	}
+	return errors.Join(errs...)
+}
+
+// ClientOptions returns what a client of this server needs to authenticate
+// when the server was configured with User and Password or with Token:
+// nats.UserInfo or nats.Token. It returns nothing otherwise; with a
+// ConfigFile, the client must bring the credentials of a user the file
+// defines.
+func (c Config) ClientOptions() []nats.Option {
+	switch {
+	case c.User != "":
+		return []nats.Option{nats.UserInfo(c.User, c.Password)}
+	case c.Token != "":
+		return []nats.Option{nats.Token(c.Token)}
+	}
+	return nil
 }
 
 // Server is a running embedded nats-server.
@@ -36,8 +103,14 @@ type Server struct {
 	*server.Server
 }
 
-// Start starts the server and waits until it accepts connections.
+// Start starts the server and waits until it accepts connections. It fails
+// when the configuration is invalid (see Validate), the configuration file
+// or a TLS file cannot be read, or the server does not start within 30 s
+// (the port in use, say).
 func Start(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data"
 	}
@@ -56,18 +129,23 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	opts := &server.Options{
-		ServerName: "contactstop-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   dir,
-		SyncAlways: cfg.SyncAlways,
-		NoSigs:     true,
-		// Contact keys of long non-ASCII contactIds make subjects of up to
-		// about 3.3 KB; leave room above the 4 KiB default.
-		MaxControlLine: 8192,
+	opts, err := cfg.serverOptions()
+	if err != nil {
+		return nil, err
 	}
+	if opts.ServerName == "" {
+		opts.ServerName = "contactstop-embedded"
+	}
+	opts.Host, opts.Port = host, port
+	opts.JetStream = true
+	opts.StoreDir = dir
+	if cfg.SyncAlways {
+		opts.SyncAlways = true
+	}
+	opts.NoSigs = true
+	// Contact keys of long non-ASCII contactIds make subjects of up to
+	// about 3.3 KB; leave room above the 4 KiB default.
+	opts.MaxControlLine = max(opts.MaxControlLine, 8192)
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
@@ -81,6 +159,34 @@ func Start(cfg Config) (*Server, error) {
 		return nil, errors.New("embedded nats-server did not become ready within 30s (is the port in use?)")
 	}
 	return &Server{srv}, nil
+}
+
+// serverOptions returns the options of the configuration file, or of the
+// security fields, before Start applies what contactstop needs.
+func (c Config) serverOptions() (*server.Options, error) {
+	if c.ConfigFile != "" {
+		opts, err := server.ProcessConfigFile(c.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server: config file: %w", err)
+		}
+		return opts, nil
+	}
+	opts := &server.Options{Username: c.User, Password: c.Password, Authorization: c.Token}
+	if c.TLSCert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: c.TLSCert,
+			KeyFile:  c.TLSKey,
+			CaFile:   c.TLSCA,
+			Verify:   c.TLSCA != "",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server: TLS: %w", err)
+		}
+		opts.TLSConfig = tc
+		opts.TLSVerify = c.TLSCA != ""
+		opts.TLSTimeout = 2
+	}
+	return opts, nil
 }
 
 // Stop shuts the server down and waits for it, flushing JetStream's files.
