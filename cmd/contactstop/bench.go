@@ -135,12 +135,12 @@ Exit code 0 when verification passed, 1 otherwise.`,
 }
 
 type bench struct {
-	o     benchOptions
-	log   io.Writer
-	url   string
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	st    *store.KV
+	o      benchOptions
+	log    io.Writer
+	url    string
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	st     *store.KV
 	rep    benchReport
 	child  *exec.Cmd
 	exited chan error // receives the worker process's exit
@@ -155,7 +155,7 @@ func runBench(ctx context.Context, log io.Writer, o benchOptions) (*benchReport,
 			if err != nil {
 				return nil, err
 			}
-			defer os.RemoveAll(tmp)
+			defer func() { _ = os.RemoveAll(tmp) }()
 			dir = tmp
 		}
 		srv, err := embedded.Start(embedded.Config{DataDir: dir, Listen: "127.0.0.1:-1"})
@@ -177,7 +177,7 @@ func runBench(ctx context.Context, log io.Writer, o benchOptions) (*benchReport,
 	if b.js, err = jetstream.New(b.nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
 		return nil, err
 	}
-	defer b.stopWorker()
+	defer func() { _ = b.stopWorker() }()
 	for _, phase := range []func(context.Context) error{b.reset, b.seed, b.measureBaseline, b.drain, b.latency, b.bulkClear, b.verify} {
 		if err := phase(ctx); err != nil {
 			return nil, err
@@ -220,7 +220,7 @@ const benchInstance = "bench"
 
 func (b *bench) seedContacts(ctx context.Context, prefix string, n int) error {
 	bar := b.bar(n, "seeding "+prefix)
-	defer bar.Finish()
+	defer func() { _ = bar.Finish() }()
 	_, err := b.st.SeedContacts(ctx, iter.Seq[store.Contact](func(yield func(store.Contact) bool) {
 		for i := range n {
 			if !yield(store.Contact{ContactID: prefix + strconv.Itoa(i), InstanceID: benchInstance,
@@ -321,7 +321,7 @@ func (b *bench) waitResults(ctx context.Context, n uint64, bar *progressbar.Prog
 			return ctx.Err()
 		case err := <-b.exited:
 			b.child = nil
-			return fmt.Errorf("the worker process exited: %v", err)
+			return fmt.Errorf("the worker process exited: %w", err)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -391,7 +391,7 @@ func (b *bench) latency(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	base, err := b.resultCount(ctx)
 	if err != nil {
 		return err
@@ -480,7 +480,7 @@ func (b *bench) verify(ctx context.Context) error {
 		want += b.o.count
 	}
 	bar := b.bar(want, "verifying")
-	defer bar.Finish()
+	defer func() { _ = bar.Finish() }()
 	var problems []string
 	seen := make(map[string]bool, want)
 	cons, err := b.js.OrderedConsumer(ctx, worker.StreamResults, jetstream.OrderedConsumerConfig{})
@@ -593,7 +593,7 @@ func (b *bench) stopWorker() error {
 	select {
 	case exit := <-b.exited:
 		if exit != nil {
-			return fmt.Errorf("the worker exited with %v after SIGTERM", exit)
+			return fmt.Errorf("the worker exited with %w after SIGTERM", exit)
 		}
 	case <-time.After(45 * time.Second):
 		_ = p.Kill()

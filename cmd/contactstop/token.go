@@ -243,7 +243,7 @@ func writeNewFile(path string, data []byte, perm fs.FileMode) error {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
+		_ = f.Close() // the write error is the one to report
 		_ = os.Remove(path)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
