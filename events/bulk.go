@@ -264,6 +264,9 @@ type BulkCompleted struct {
 type EmergencyBroadcast struct {
 	QueueIDs []string `json:"queueIds,omitempty"`
 	Message  string   `json:"message,omitempty"`
+	// SecurityUser is the alerting system's token when authorization is
+	// on; it needs contact:BulkStop on the instance.
+	SecurityUser string `json:"securityUser,omitempty"`
 }
 
 // DecodeEmergencyBroadcast decodes and validates a broadcast body. An empty
@@ -280,6 +283,9 @@ func DecodeEmergencyBroadcast(data []byte) (EmergencyBroadcast, error) {
 		if err := checkQueueIDs("queueIds", b.QueueIDs); err != nil {
 			return b, err
 		}
+	}
+	if len(b.SecurityUser) > maxSecurityUserBytes {
+		return b, invalidParameter("securityUser", fmt.Sprintf("must be at most %d bytes, got %d", maxSecurityUserBytes, len(b.SecurityUser)))
 	}
 	if utf8.RuneCountInString(b.Message) > maxEmergencyMsgChars {
 		return b, invalidParameter("message", fmt.Sprintf("must be at most %d characters", maxEmergencyMsgChars))

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
+	"github.com/contactstop/contactstop/auth"
 	"github.com/contactstop/contactstop/events"
 	"github.com/contactstop/contactstop/store"
 )
@@ -56,6 +57,7 @@ type bulkSpec struct {
 	bulkID, instanceID string
 	filter             events.BulkFilter
 	disconnectReason   string
+	token              string // the securityUser
 	emergency          bool
 	message            string // of an emergency broadcast
 
@@ -118,6 +120,13 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 	if req.Invalid != nil {
 		w.cfg.Metrics.bulkRun("refused")
 		w.deliver(ctx, req, req.failure(req.Invalid.Code, req.Invalid.Error()), log, start)
+		return
+	}
+	// Checked once, when the bulk request is taken on: a token that
+	// expires during a long clear does not stop it half-way.
+	if res := w.authorize(req, spec.token, auth.ActionBulkStop, auth.InstanceResource(spec.instanceID)); res != nil {
+		w.cfg.Metrics.bulkRun("refused")
+		w.deliver(ctx, req, *res, log, start)
 		return
 	}
 	if spec.emergency {
@@ -183,7 +192,7 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 func (w *Worker) newBulkRequest(msg jetstream.Msg) (*Request, bulkSpec) {
 	req := &Request{Msg: msg, Headers: msg.Headers()}
 	if meta, err := msg.Metadata(); err == nil {
-		req.Deliveries, req.StreamSeq = meta.NumDelivered, meta.Sequence.Stream
+		req.Deliveries, req.StreamSeq, req.Published = meta.NumDelivered, meta.Sequence.Stream, meta.Timestamp
 	}
 	fallbackID := req.Headers.Get(events.HeaderMsgID)
 	if fallbackID == "" {
@@ -204,7 +213,7 @@ func (w *Worker) newBulkRequest(msg jetstream.Msg) (*Request, bulkSpec) {
 		if err != nil {
 			req.Invalid = asValidationError(err)
 		}
-		spec = bulkSpec{bulkID: req.Identity, instanceID: inst, emergency: true, disconnectReason: "EMERGENCY", message: b.Message,
+		spec = bulkSpec{bulkID: req.Identity, instanceID: inst, emergency: true, disconnectReason: "EMERGENCY", message: b.Message, token: b.SecurityUser,
 			filter: events.BulkFilter{States: []string{"QUEUED"}, QueueIDs: b.QueueIDs}}
 	} else {
 		b, err := events.DecodeBulkRequest(msg.Data())
@@ -219,7 +228,7 @@ func (w *Worker) newBulkRequest(msg jetstream.Msg) (*Request, bulkSpec) {
 		if err != nil {
 			req.Invalid = asValidationError(err)
 		}
-		spec = bulkSpec{bulkID: req.Identity, instanceID: b.InstanceID, filter: b.Filter, disconnectReason: b.DisconnectReason}
+		spec = bulkSpec{bulkID: req.Identity, instanceID: b.InstanceID, filter: b.Filter, disconnectReason: b.DisconnectReason, token: b.SecurityUser}
 	}
 	spec.compile()
 	return req, spec

@@ -59,6 +59,11 @@ type Config struct {
 	// such as metrics and tracing. Panic recovery always wraps the whole
 	// chain and need not be added.
 	Middleware []Middleware
+	// Authorizer, when set, turns authorization on: every request's
+	// securityUser token must grant contact:Stop on the contact, and every
+	// bulk request's and emergency broadcast's contact:BulkStop on the
+	// instance. Nil runs open.
+	Authorizer Authorizer
 	// Metrics, when set, records the worker's Prometheus metrics (see
 	// NewMetrics).
 	Metrics *Metrics

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/contactstop/contactstop/auth"
 	"github.com/contactstop/contactstop/events"
 	"github.com/contactstop/contactstop/store"
 )
@@ -16,6 +18,32 @@ type Handler func(ctx context.Context, req *Request) (events.Result, error)
 
 // Middleware wraps a Handler with a cross-cutting concern.
 type Middleware func(Handler) Handler
+
+// Authorizer checks a request's security-user token (see package auth).
+// at is when JetStream stored the request, so that a token valid when the
+// request was published stays valid through redeliveries and backlogs. The
+// error, when not nil, is an *auth.Error carrying the reason code.
+type Authorizer interface {
+	AuthorizeAt(token string, action auth.Action, resource string, at time.Time) (auth.Claims, error)
+}
+
+// authorize returns the failure result for a request whose token does not
+// allow action on resource, or nil. Authorization off: always nil.
+func (w *Worker) authorize(req *Request, token string, action auth.Action, resource string) *events.Result {
+	if w.cfg.Authorizer == nil {
+		return nil
+	}
+	_, err := w.cfg.Authorizer.AuthorizeAt(token, action, resource, req.Published)
+	if err == nil {
+		return nil
+	}
+	var ae *auth.Error
+	if !errors.As(err, &ae) {
+		ae = &auth.Error{Code: events.ReasonInvalidSecurityUser, Reason: err.Error()}
+	}
+	res := req.failure(ae.Code, ae.Reason)
+	return &res
+}
 
 // Store is the part of the state store the worker uses.
 type Store interface {
@@ -38,6 +66,11 @@ func (w *Worker) stop(ctx context.Context, req *Request) (events.Result, error) 
 		return req.failure(req.Invalid.Code, req.Invalid.Error()), nil
 	}
 	inst := req.Stop.InstanceID
+	// Before the instance check, so that a caller without a grant cannot
+	// learn which instances exist.
+	if res := w.authorize(req, req.Stop.SecurityUser, auth.ActionStop, auth.ContactResource(inst, req.Stop.ContactID)); res != nil {
+		return *res, nil
+	}
 	var exists bool
 	err := w.retry(ctx, req, func() (err error) {
 		exists, err = w.store.InstanceExists(ctx, inst)

@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -36,6 +37,8 @@ type Request struct {
 	Deliveries uint64
 	// StreamSeq is the request's sequence in the requests stream.
 	StreamSeq uint64
+	// Published is when JetStream stored the request.
+	Published time.Time
 }
 
 // newRequest decodes and validates a delivered message. It never fails: a
@@ -45,6 +48,7 @@ func newRequest(msg jetstream.Msg) *Request {
 	if meta, err := msg.Metadata(); err == nil {
 		r.Deliveries = meta.NumDelivered
 		r.StreamSeq = meta.Sequence.Stream
+		r.Published = meta.Timestamp
 	}
 	stop, err := events.DecodeStopRequest(msg.Data())
 	r.Stop = stop

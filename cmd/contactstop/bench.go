@@ -39,6 +39,7 @@ type benchOptions struct {
 	replicas   int
 	json       bool
 	dataDir    string
+	sec        natsSecurity
 }
 
 // benchReport is what bench measured; --json prints it.
@@ -131,6 +132,7 @@ Exit code 0 when verification passed, 1 otherwise.`,
 	f.BoolVar(&o.bulk, "bulk", false, "also measure a bulk clear of --count contacts")
 	f.IntVar(&o.replicas, "replicas", 1, "stream and bucket replicas (3 on a cluster)")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	o.sec.register(f)
 	return cmd
 }
 
@@ -169,8 +171,11 @@ func runBench(ctx context.Context, log io.Writer, o benchOptions) (*benchReport,
 		b.rep.Server = o.natsURL
 	}
 	b.rep.Requests, b.rep.Workers = o.count, o.workers
-	var err error
-	if b.nc, err = nats.Connect(b.url, nats.Name("contactstop bench"), nats.MaxReconnects(-1)); err != nil {
+	sec, err := o.sec.options()
+	if err != nil {
+		return nil, err
+	}
+	if b.nc, err = nats.Connect(b.url, append(sec, nats.Name("contactstop bench"), nats.MaxReconnects(-1))...); err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	defer b.nc.Close()
@@ -567,6 +572,7 @@ func (b *bench) startWorker(ctx context.Context) error {
 	b.child = exec.Command(exe, "serve", "--nats-url", b.url, "--workers", strconv.Itoa(b.o.workers),
 		"--bulk-workers", strconv.Itoa(b.o.workers), "--replicas", strconv.Itoa(b.o.replicas),
 		"--max-ack-pending", strconv.Itoa(max(1024, 2*b.o.workers)), "--log-level", "warn")
+	b.child.Args = append(b.child.Args, b.o.sec.args()...)
 	b.child.Stdout, b.child.Stderr = os.Stderr, os.Stderr
 	b.child.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "CONTACTSTOP_") })
 	if err := b.child.Start(); err != nil {

@@ -77,6 +77,7 @@ stops nothing twice: the first summary stands.`,
 	f.StringVar(&before, "before", "", "only contacts enqueued before this RFC 3339 time")
 	f.StringVar(&req.DisconnectReason, "reason", "", "disconnect reason recorded on every stopped contact")
 	f.StringVar(&req.BulkID, "bulk-id", "", "idempotency key; a random one when empty")
+	f.StringVar(&req.SecurityUser, "token", "", "security-user token granting contact:BulkStop, when authorization is on (prefer CONTACTSTOP_TOKEN)")
 	f.BoolVar(&wait, "wait", false, "show progress, wait for the completion and print the summary (--timeout does not apply)")
 	_ = cmd.MarkFlagRequired("instance")
 	return cmd

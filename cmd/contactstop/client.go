@@ -19,12 +19,14 @@ type clientOptions struct {
 	natsURL string
 	json    bool
 	timeout time.Duration
+	sec     natsSecurity
 }
 
 func (o *clientOptions) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.natsURL, "nats-url", nats.DefaultURL, "NATS server URL (comma-separated for a cluster)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print machine-readable JSON on stdout")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 30*time.Second, "give up after this long")
+	o.sec.register(cmd.Flags())
 }
 
 // client is an open connection for one command.
@@ -34,11 +36,15 @@ type client struct {
 }
 
 func (o *clientOptions) connect(name string) (*client, error) {
-	nc, err := nats.Connect(o.natsURL,
-		nats.Name("contactstop "+name),
-		nats.Timeout(5*time.Second),
+	sec, err := o.sec.options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(o.natsURL, append([]nats.Option{
+		nats.Name("contactstop " + name),
+		nats.Timeout(5 * time.Second),
 		nats.MaxReconnects(5),
-	)
+	}, sec...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", o.natsURL, err)
 	}

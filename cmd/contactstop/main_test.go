@@ -54,11 +54,14 @@ func freeAddr(t *testing.T) string {
 func TestServeAndClients(t *testing.T) {
 	addr, opsAddr := freeAddr(t), freeAddr(t)
 	url := "nats://" + addr
+	// The directory first, so that its removal is cleaned up after serve's
+	// stop (cleanups run last in, first out).
+	dataDir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
 	go func() {
 		root := newRootCmd()
-		root.SetArgs([]string{"serve", "--listen", addr, "--data-dir", filepath.Join(t.TempDir(), "data"), "--workers", "4", "--log-level", "warn", "--http", opsAddr})
+		root.SetArgs([]string{"serve", "--listen", addr, "--data-dir", dataDir, "--workers", "4", "--log-level", "warn", "--http", opsAddr})
 		served <- root.ExecuteContext(ctx)
 	}()
 	t.Cleanup(func() {
@@ -131,9 +134,11 @@ func TestServeAndClients(t *testing.T) {
 	require.Equal(t, 49, done.Matched)
 	require.Equal(t, 49, done.Stopped)
 	require.Zero(t, done.Failed)
-	out, err = run(t, "bulk", "status", "b-1", "--nats-url", url, "--instance", "acme")
-	require.NoError(t, err)
-	require.Contains(t, out, "COMPLETED")
+	// The record is marked COMPLETED just after the completion event.
+	require.Eventually(t, func() bool {
+		out, err = run(t, "bulk", "status", "b-1", "--nats-url", url, "--instance", "acme")
+		return err == nil && strings.Contains(out, "COMPLETED")
+	}, 10*time.Second, 20*time.Millisecond)
 	require.Contains(t, out, "stopped 49")
 	// Again: nothing is stopped twice; the same summary stands.
 	out, err = run(t, "clear", "--nats-url", url, "--instance", "acme", "--queue", "billing", "--bulk-id", "b-1", "--wait")

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/contactstop/contactstop/auth"
 	"github.com/contactstop/contactstop/internal/embedded"
 	"github.com/contactstop/contactstop/store"
 	"github.com/contactstop/contactstop/worker"
@@ -34,6 +35,11 @@ type serveOptions struct {
 	logLevel        string
 	http            string
 	config          string
+	sec             natsSecurity
+	serverConfig    string
+	listenTLS       struct{ cert, key, ca string }
+	authKeys        []string
+	authLeeway      time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -85,6 +91,13 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, wait this long for in-flight requests")
 	f.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz on this address (e.g. :8080); empty: off")
 	f.StringVar(&o.config, "config", "", "YAML file of settings, keys being flag names (workers: 64)")
+	f.StringArrayVar(&o.authKeys, "auth-key", nil, "turn authorization on: a PEM Ed25519 public key or a file holding an HS256 secret (repeatable; see docs/security.md)")
+	f.DurationVar(&o.authLeeway, "auth-leeway", auth.DefaultLeeway, "clock leeway for token exp, nbf and iat")
+	f.StringVar(&o.serverConfig, "nats-server-config", "", "embedded server: a nats-server configuration file (accounts, users, TLS); serve authenticates with the --nats-* flags")
+	f.StringVar(&o.listenTLS.cert, "listen-tls-cert", "", "embedded server: PEM certificate to serve TLS on --listen (with --listen-tls-key)")
+	f.StringVar(&o.listenTLS.key, "listen-tls-key", "", "embedded server: PEM key of --listen-tls-cert")
+	f.StringVar(&o.listenTLS.ca, "listen-tls-ca", "", "embedded server: PEM CAs whose client certificates are required (mutual TLS)")
+	o.sec.register(f)
 	f.BoolVar(&o.dev, "dev", false, "human-readable console logs instead of JSON")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -113,6 +126,24 @@ func runServe(ctx context.Context, o serveOptions) error {
 	o.topology.Emergency = o.worker.Emergency
 	o.worker.AckWait = o.topology.AckWait
 	o.worker.Logger = log
+	if len(o.authKeys) > 0 {
+		keys := make([]auth.Key, 0, len(o.authKeys))
+		for _, path := range o.authKeys {
+			k, err := auth.LoadKeyFile(path)
+			if err != nil {
+				return fmt.Errorf("--auth-key: %w", err)
+			}
+			keys = append(keys, k)
+		}
+		v, err := auth.NewVerifier(auth.Config{Keys: keys, Leeway: o.authLeeway})
+		if err != nil {
+			return fmt.Errorf("--auth-key: %w", err)
+		}
+		o.worker.Authorizer = v
+		log.Info("authorization on: every request needs a security-user token", zap.Strings("algorithms", v.Algorithms()), zap.Int("keys", len(keys)))
+	} else {
+		log.Warn("authorization is OFF: any publisher may stop any contact; configure --auth-key to require security-user tokens")
+	}
 
 	opts := []nats.Option{
 		nats.Name("contactstop serve"),
@@ -129,18 +160,46 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	url := o.natsURL
 	if url == "" {
-		srv, err := embedded.Start(embedded.Config{DataDir: o.dataDir, Listen: o.listen, SyncAlways: o.syncAlways, Logger: log})
+		ecfg := embedded.Config{DataDir: o.dataDir, Listen: o.listen, SyncAlways: o.syncAlways, Logger: log,
+			ConfigFile: o.serverConfig, TLSCert: o.listenTLS.cert, TLSKey: o.listenTLS.key, TLSCA: o.listenTLS.ca}
+		if o.serverConfig == "" {
+			// The embedded server requires what serve itself presents.
+			if o.sec.creds != "" || o.sec.nkey != "" {
+				return errors.New("--nats-creds and --nats-nkey need --nats-server-config for the embedded server to know the user")
+			}
+			ecfg.User, ecfg.Password, ecfg.Token = o.sec.user, o.sec.password, o.sec.token
+		}
+		srv, err := embedded.Start(ecfg)
 		if err != nil {
 			return err
 		}
 		defer srv.Stop()
-		log.Info("embedded NATS server started", zap.String("listen", srv.ClientURL()), zap.String("data_dir", o.dataDir), zap.Bool("sync_always", o.syncAlways))
-		opts = append(opts, nats.InProcessServer(srv))
-	} else if o.syncAlways {
-		return errors.New("--sync-always applies to the embedded server; set sync_interval: always in your server's JetStream configuration instead")
+		log.Info("embedded NATS server started", zap.String("listen", srv.ClientURL()), zap.String("data_dir", o.dataDir),
+			zap.Bool("sync_always", o.syncAlways), zap.Bool("config_file", o.serverConfig != ""),
+			zap.Bool("tls", o.listenTLS.cert != ""), zap.Bool("auth", o.sec.methods() != nil || o.serverConfig != ""))
+		sec, err := o.sec.authOptions() // in-process: no TLS needed
+		if err != nil {
+			return err
+		}
+		opts = append(append(opts, nats.InProcessServer(srv)), sec...)
+	} else {
+		if o.syncAlways {
+			return errors.New("--sync-always applies to the embedded server; set sync_interval: always in your server's JetStream configuration instead")
+		}
+		if o.serverConfig != "" || o.listenTLS.cert != "" {
+			return errors.New("--nats-server-config and --listen-tls-* apply to the embedded server, not with --nats-url")
+		}
+		sec, err := o.sec.options()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, sec...)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
+		if url == "" {
+			return fmt.Errorf("connect to the embedded NATS server (do the --nats-* credentials match a user of --nats-server-config?): %w", err)
+		}
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer nc.Close()

@@ -52,6 +52,7 @@ result of the first request is printed.`,
 	f.StringVar(&req.ContactID, "contact", "", "contact to stop (required)")
 	f.StringVar(&req.DisconnectReason, "reason", "", "disconnect reason recorded on the contact")
 	f.StringVar(&req.RequestID, "request-id", "", "idempotency key; a random one when empty")
+	f.StringVar(&req.SecurityUser, "token", "", "security-user token, needed when the worker has authorization on (prefer CONTACTSTOP_TOKEN)")
 	f.BoolVar(&wait, "wait", false, "wait for the result and print it; exit 2 if the request failed")
 	f.StringVar(&traceparent, "traceparent", "", "W3C traceparent header to pass on to the result")
 	f.StringVar(&correlationID, "correlation-id", "", "Correlation-Id header to pass on to the result")
