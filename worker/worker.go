@@ -167,7 +167,12 @@ func (w *Worker) open(ctx context.Context, l *lane) (jetstream.MessagesContext, 
 	if err != nil {
 		return nil, fmt.Errorf("open consumer %s: %w", l.consumer, err)
 	}
-	mc, err := cons.Messages(jetstream.PullMaxMessages(l.buffer))
+	// Pull requests live on the consumer's leader only and are not
+	// replicated: when that server dies, the client learns it only from
+	// missing heartbeats (two intervals of half the expiry). nats.go's 30 s
+	// default made a leader loss stall the worker for about 30 s; 5 s
+	// bounds it to a few seconds plus the election.
+	mc, err := cons.Messages(jetstream.PullMaxMessages(l.buffer), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("pull from consumer %s: %w", l.consumer, err)
 	}
