@@ -122,15 +122,3 @@ func (s *KV) PutBulk(ctx context.Context, r BulkRecord) (BulkRecord, error) {
 	r.Revision = rev
 	return r, nil
 }
-
-// ContactsRevision returns the newest revision in the contacts bucket: every
-// contact written before the call has a revision at most this, every later
-// write a higher one. A bulk runner uses it to tell, while walking, the
-// contacts it wrote itself from those it found.
-func (s *KV) ContactsRevision(ctx context.Context) (uint64, error) {
-	st, err := s.js.Stream(ctx, s.contactsStream)
-	if err != nil {
-		return 0, fmt.Errorf("store: contacts stream: %w", err)
-	}
-	return st.CachedInfo().State.LastSeq, nil
-}

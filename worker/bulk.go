@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -28,21 +29,23 @@ import (
 //  1. take the lease (a compare-and-set on the record), or hand the message
 //     back if another live run holds it, or just ack if the request was
 //     completed before;
-//  2. note the contacts bucket's newest revision, the snapshot boundary;
-//  3. walk the instance's contacts and stop every match through the
+//  2. walk the instance's contacts and stop every match through the
 //     per-contact path (CAS at the revision the walk read, then the result
 //     with requestId <bulkId>/<contactId>), BulkWorkers at a time, renewing
 //     the lease and the progress every second;
-//  4. publish the one contact.stop.bulk.completed event, mark the record
+//  3. publish the one contact.stop.bulk.completed event, mark the record
 //     COMPLETED, ack.
 //
-// A run that dies is resumed by the next delivery, after the lease lapses:
-// the new run walks again. A contact ended by this bulk at or below the new
-// boundary was stopped by an earlier run: it counts as matched and stopped,
-// and its result is published again (dropped as a duplicate). One above the
-// boundary was ended by this run during the walk: skipped, it has been
-// counted. Nothing is stopped twice, nothing is missed, and the completion
-// event has a Nats-Msg-Id derived from the bulk, so it is stored once.
+// A run that dies or is paused past its lease is taken over by the next
+// delivery, which walks again. The run remembers every contact it
+// dispatched; a contact ENDED by this bulk that it did not dispatch was
+// ended by an earlier (or a late, paused) run: it counts as matched and
+// stopped, and its result is published again (dropped as a duplicate). The
+// live walk also delivers the run's own writes again: they are skipped.
+// Nothing is stopped twice (every write is a CAS with the same requestId),
+// nothing is missed, and the completion event has a Nats-Msg-Id derived
+// from the bulk, so it is stored once. A run that loses its lease hands the
+// request back; it never answers for a bulk another runner holds.
 
 var (
 	errBulkBusy      = errors.New("another runner holds the bulk request's lease")
@@ -168,7 +171,9 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 		m.bulkRun("already_completed")
 	case errors.Is(err, errBulkAbandoned):
 		// A test's crash point: neither ack nor nak.
-	case errors.Is(err, errBulkBusy):
+	case errors.Is(err, errBulkBusy) || errors.Is(err, errBulkLeaseLost):
+		// Another runner has it: never a failure of the bulk request,
+		// whatever the delivery count.
 		_ = msg.NakWithDelay(w.cfg.BulkLease / 2)
 		m.bulkRun("busy")
 		log.Info("bulk request is being run elsewhere; handed back", zap.Error(err))
@@ -183,8 +188,19 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 		m.handedBack()
 		log.Warn("bulk run failed; will be resumed", zap.String("outcome", "retry"), zap.Duration("delay", delay), zap.Error(err))
 	default:
-		m.bulkRun("failed")
-		w.finalize(ctx, req, err, log, start)
+		// The last delivery failed. Unless another runner has the request
+		// in hand or finished it, it ends as INTERNAL_ERROR.
+		switch rec, gerr := w.store.GetBulk(ctx, spec.instanceID, spec.bulkID); {
+		case gerr == nil && rec.Status == store.BulkCompleted:
+			_ = msg.Ack()
+			m.bulkRun("already_completed")
+		case gerr == nil && rec.Owner != "" && w.cfg.Now().Before(rec.LeaseUntil):
+			_ = msg.NakWithDelay(w.cfg.BulkLease / 2)
+			m.bulkRun("busy")
+		default:
+			m.bulkRun("failed")
+			w.finalize(ctx, req, err, log, start)
+		}
 	}
 }
 
@@ -240,8 +256,14 @@ type bulkRun struct {
 	req   *Request // the bulk request
 	spec  *bulkSpec
 	final bool // the last allowed delivery: contacts failing transiently end as INTERNAL_ERROR
-	upto  uint64
 	log   *zap.Logger
+
+	// mine holds a hash of every contact this run dispatched, recorded
+	// before its write is sent: an ENDED-by-this-bulk record the walk meets
+	// that is not in it was ended by an earlier or concurrent run (a
+	// replay); one that is, is this run's own write coming round again.
+	mine map[uint64]struct{}
+	seed maphash.Seed
 
 	mu  sync.Mutex // guards rec and reasons
 	rec store.BulkRecord
@@ -256,19 +278,12 @@ type bulkRun struct {
 // runBulk carries out a bulk request; see the comment at the top of this
 // file. It returns nil once the completion event is stored.
 func (w *Worker) runBulk(ctx context.Context, req *Request, spec *bulkSpec, final bool, log *zap.Logger) error {
-	r := &bulkRun{w: w, req: req, spec: spec, final: final, log: log, reasons: map[events.ReasonCode]int{}}
+	r := &bulkRun{w: w, req: req, spec: spec, final: final, log: log, reasons: map[events.ReasonCode]int{},
+		mine: map[uint64]struct{}{}, seed: maphash.MakeSeed()}
 	if err := r.acquire(ctx); err != nil {
 		return err
 	}
-	err := w.retry(ctx, req, func() (err error) {
-		r.upto, err = w.store.ContactsRevision(ctx)
-		return err
-	})
-	if err != nil {
-		r.release()
-		return fmt.Errorf("snapshot boundary: %w", err)
-	}
-	log.Info("bulk run started", zap.Int("run", r.rec.Run), zap.Uint64("snapshot_revision", r.upto),
+	log.Info("bulk run started", zap.Int("run", r.rec.Run),
 		zap.Strings("states", spec.filter.EffectiveStates()), zap.Strings("queue_ids", spec.filter.QueueIDs),
 		zap.Strings("channels", spec.filter.Channels))
 
@@ -280,7 +295,7 @@ func (w *Worker) runBulk(ctx context.Context, req *Request, spec *bulkSpec, fina
 		r.renew(runCtx, cancel)
 	}()
 
-	err = r.walk(runCtx)
+	err := r.walk(runCtx)
 	if err == nil {
 		err = context.Cause(runCtx)
 	}
@@ -433,17 +448,22 @@ func (r *bulkRun) walk(ctx context.Context) error {
 	}
 	err := w.store.ListContacts(ctx, r.spec.instanceID, func(c store.Contact) error {
 		var it bulkItem
+		h := maphash.String(r.seed, c.ContactID)
+		_, dispatched := r.mine[h]
 		switch {
+		case dispatched:
+			return nil // this run's own write, delivered again by the live walk
 		case c.State == store.StateEnded:
-			if c.EndedBy != events.BulkItemRequestID(r.spec.bulkID, c.ContactID) || c.Revision > r.upto {
-				return nil // ended by another request, or by this run during the walk
+			if c.EndedBy != events.BulkItemRequestID(r.spec.bulkID, c.ContactID) {
+				return nil // ended by another request
 			}
-			it = bulkItem{contact: c, replay: true}
+			it = bulkItem{contact: c, replay: true} // by an earlier or concurrent run of this bulk
 		case r.spec.matches(c):
 			it = bulkItem{contact: c}
 		default:
 			return nil
 		}
+		r.mine[h] = struct{}{}
 		n := r.matched.Add(1)
 		if w.hooks.bulkItem != nil && w.hooks.bulkItem(r.spec.bulkID, int(n)) {
 			return errBulkAbandoned

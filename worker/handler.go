@@ -53,7 +53,6 @@ type Store interface {
 
 	// For bulk requests.
 	ListContacts(ctx context.Context, instanceID string, fn func(store.Contact) error) error
-	ContactsRevision(ctx context.Context) (uint64, error)
 	GetBulk(ctx context.Context, instanceID, bulkID string) (store.BulkRecord, error)
 	PutBulk(ctx context.Context, r store.BulkRecord) (store.BulkRecord, error)
 }

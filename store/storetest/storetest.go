@@ -40,7 +40,6 @@ type Store interface {
 	ListContacts(ctx context.Context, instanceID string, fn func(store.Contact) error) error
 	SeedContacts(ctx context.Context, contacts iter.Seq[store.Contact]) (int, error)
 	EndContact(ctx context.Context, p store.EndContactParams) (store.EndContactResult, error)
-	ContactsRevision(ctx context.Context) (uint64, error)
 
 	GetBulk(ctx context.Context, instanceID, bulkID string) (store.BulkRecord, error)
 	PutBulk(ctx context.Context, r store.BulkRecord) (store.BulkRecord, error)
@@ -68,7 +67,6 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"EndContactErrors", testEndContactErrors},
 		{"EndContactConcurrent", testEndContactConcurrent},
 		{"EndContactKnown", testEndContactKnown},
-		{"ContactsRevision", testContactsRevision},
 		{"BulkRecords", testBulkRecords},
 		{"PutContactValidation", testPutContactValidation},
 		{"SeedContacts", testSeedContacts},
@@ -703,18 +701,6 @@ func testEndContactKnown(t *testing.T, s Store) {
 	got, err := s.GetContact(c, "acme", "taken")
 	require.NoError(t, err)
 	require.Equal(t, "single", got.EndedBy)
-}
-
-func testContactsRevision(t *testing.T, s Store) {
-	c := ctx(t)
-	before, err := s.ContactsRevision(c)
-	require.NoError(t, err)
-	put, err := s.PutContact(c, contact("acme", "c-1"))
-	require.NoError(t, err)
-	require.Greater(t, put.Revision, before, "a later write has a higher revision")
-	after, err := s.ContactsRevision(c)
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, after, put.Revision, "an earlier write is at most the revision")
 }
 
 func testBulkRecords(t *testing.T, s Store) {
