@@ -510,7 +510,18 @@ func (r *bulkRun) stopOne(ctx context.Context, it bulkItem) error {
 			if !r.final || ctx.Err() != nil {
 				return fmt.Errorf("contact %q: %w", c.ContactID, err)
 			}
-			res = req.failure(events.ReasonInternalError, "transient failures outlived every retry: "+err.Error())
+			// The last delivery answers for the contact, but only while it
+			// still holds the lease (a paused run's retries run out while
+			// it sleeps), and not if the contact was ended by this very
+			// request after all (a write whose outcome was unknown).
+			if !r.leaseValid() {
+				return errBulkLeaseLost
+			}
+			if replay, ok := w.replayed(ctx, req); ok {
+				res = replay
+			} else {
+				res = req.failure(events.ReasonInternalError, "transient failures outlived every retry: "+err.Error())
+			}
 		}
 	}
 	if _, err := w.publishResult(ctx, req, res); err != nil {
