@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -98,19 +97,6 @@ func (s *bulkSpec) matches(c store.Contact) bool {
 		return false
 	}
 	return true
-}
-
-// processBulkSafely is processBulk with panics recovered: the message is
-// handed back and the goroutine carries on.
-func (w *Worker) processBulkSafely(ctx context.Context, msg jetstream.Msg) {
-	defer func() {
-		if v := recover(); v != nil {
-			w.log.Error("panic in a bulk run; request handed back",
-				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()), zap.String("subject", msg.Subject()))
-			_ = msg.NakWithDelay(w.cfg.RedeliveryDelay)
-		}
-	}()
-	w.processBulk(ctx, msg)
 }
 
 // processBulk takes one delivery of a bulk request or emergency broadcast

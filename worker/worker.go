@@ -102,17 +102,17 @@ func (w *Worker) Start(ctx context.Context) error {
 	lanes := []*lane{{
 		stream: StreamRequests, consumer: ConsumerName,
 		buffer: w.cfg.Workers, goroutines: w.cfg.Workers,
-		process: w.processSafely,
+		process: w.safely(w.process),
 	}, {
 		stream: StreamBulk, consumer: BulkConsumerName,
 		buffer: 1, goroutines: w.cfg.Bulks,
-		process: w.processBulkSafely,
+		process: w.safely(w.processBulk),
 	}}
 	if w.cfg.Emergency {
 		lanes = append(lanes, &lane{
 			stream: StreamEmergency, consumer: EmergencyConsumerName,
 			buffer: 1, goroutines: 1,
-			process: w.processBulkSafely,
+			process: w.safely(w.processBulk),
 		})
 	}
 	for _, l := range lanes {
@@ -291,18 +291,20 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 }
 
-// processSafely is process with a last line of defence: a panic outside
-// the handler (which has its own recovery) is logged and the message handed
-// back, and the pool goroutine carries on.
-func (w *Worker) processSafely(ctx context.Context, msg jetstream.Msg) {
-	defer func() {
-		if v := recover(); v != nil {
-			w.log.Error("panic while delivering a result; request handed back",
-				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()), zap.String("subject", msg.Subject()))
-			_ = msg.NakWithDelay(w.cfg.RedeliveryDelay)
-		}
-	}()
-	w.process(ctx, msg)
+// safely wraps a lane's processing with a last line of defence: a panic
+// outside the handler (which has its own recovery) is logged and the
+// message handed back, and the lane's goroutine carries on.
+func (w *Worker) safely(process func(context.Context, jetstream.Msg)) func(context.Context, jetstream.Msg) {
+	return func(ctx context.Context, msg jetstream.Msg) {
+		defer func() {
+			if v := recover(); v != nil {
+				w.log.Error("panic while processing a message; handed back",
+					zap.Any("panic", v), zap.ByteString("stack", debug.Stack()), zap.String("subject", msg.Subject()))
+				_ = msg.NakWithDelay(w.cfg.RedeliveryDelay)
+			}
+		}()
+		process(ctx, msg)
+	}
 }
 
 // process takes one delivery to its end: a published result and an ack, or
