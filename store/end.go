@@ -58,48 +58,27 @@ type EndContactResult struct {
 // an unreadable record) is returned wrapped with context, unclassified: the
 // caller may retry.
 func (s *KV) EndContact(ctx context.Context, p EndContactParams) (res EndContactResult, err error) {
-	if err := validateContactIDs(p.InstanceID, p.ContactID); err != nil {
+	if err := p.validate(); err != nil {
 		return EndContactResult{}, err
 	}
-	if p.RequestID == "" {
-		return EndContactResult{}, fmt.Errorf("%w: requestId is required to end a contact", ErrInvalidContact)
-	}
-	at := utc(p.At)
-	if at.IsZero() {
-		at = s.now()
-	}
+	at := s.endTime(p)
 	key := ContactKey(p.InstanceID, p.ContactID)
 	var conflict error
 	for attempt := range maxEndAttempts {
 		var c Contact
-		if attempt == 0 && p.Known != nil && p.Known.Revision != 0 &&
-			p.Known.InstanceID == p.InstanceID && p.Known.ContactID == p.ContactID {
+		if attempt == 0 && p.usableKnown() {
 			c = *p.Known
 		} else if c, err = s.GetContact(ctx, p.InstanceID, p.ContactID); err != nil {
 			return EndContactResult{}, err
 		}
-		if c.State == StateEnded {
-			if c.EndedBy == p.RequestID {
-				return EndContactResult{Contact: c, Replayed: true}, nil
-			}
-			return EndContactResult{}, fmt.Errorf("%w: %s/%q was ended by request %q", ErrContactNotActive, p.InstanceID, p.ContactID, c.EndedBy)
-		}
-		ended := c
-		ended.PreviousState = c.State
-		ended.State = StateEnded
-		ended.EndedAt = at
-		ended.UpdatedAt = at
-		ended.EndedBy = p.RequestID
-		ended.DisconnectReason = p.DisconnectReason
-		ended.Revision = 0
-		data, err := json.Marshal(ended)
-		if err != nil {
-			return EndContactResult{}, fmt.Errorf("store: end contact %s/%q: %w", p.InstanceID, p.ContactID, err)
+		ended, data, done, err := decideEnd(c, p, at)
+		if done || err != nil {
+			return ended, err
 		}
 		rev, err := s.contacts.Update(ctx, key, data, c.Revision)
 		if err == nil {
-			ended.Revision = rev
-			return EndContactResult{Contact: ended}, nil
+			ended.Contact.Revision = rev
+			return ended, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return EndContactResult{}, fmt.Errorf("store: end contact %s/%q at revision %d: %w", p.InstanceID, p.ContactID, c.Revision, err)
@@ -108,4 +87,56 @@ func (s *KV) EndContact(ctx context.Context, p EndContactParams) (res EndContact
 	}
 	return EndContactResult{}, fmt.Errorf("store: end contact %s/%q: still conflicting after %d attempts: %w",
 		p.InstanceID, p.ContactID, maxEndAttempts, conflict)
+}
+
+// validate checks the ids and the RequestID.
+func (p EndContactParams) validate() error {
+	if err := validateContactIDs(p.InstanceID, p.ContactID); err != nil {
+		return err
+	}
+	if p.RequestID == "" {
+		return fmt.Errorf("%w: requestId is required to end a contact", ErrInvalidContact)
+	}
+	return nil
+}
+
+// usableKnown reports whether Known can stand in for a first read.
+func (p EndContactParams) usableKnown() bool {
+	return p.Known != nil && p.Known.Revision != 0 &&
+		p.Known.InstanceID == p.InstanceID && p.Known.ContactID == p.ContactID
+}
+
+// endTime is the time to record as EndedAt.
+func (s *KV) endTime(p EndContactParams) time.Time {
+	if at := utc(p.At); !at.IsZero() {
+		return at
+	}
+	return s.now()
+}
+
+// decideEnd decides what ending the contact c (as read, with its Revision)
+// for p means. done is true when nothing is to be written: c was already
+// ended by p's request (the result is Replayed) or by another (err wraps
+// ErrContactNotActive). Otherwise res holds the ENDED record to write at
+// c's revision, and data its encoding.
+func decideEnd(c Contact, p EndContactParams, at time.Time) (res EndContactResult, data []byte, done bool, err error) {
+	if c.State == StateEnded {
+		if c.EndedBy == p.RequestID {
+			return EndContactResult{Contact: c, Replayed: true}, nil, true, nil
+		}
+		return EndContactResult{}, nil, true, fmt.Errorf("%w: %s/%q was ended by request %q", ErrContactNotActive, p.InstanceID, p.ContactID, c.EndedBy)
+	}
+	ended := c
+	ended.PreviousState = c.State
+	ended.State = StateEnded
+	ended.EndedAt = at
+	ended.UpdatedAt = at
+	ended.EndedBy = p.RequestID
+	ended.DisconnectReason = p.DisconnectReason
+	ended.Revision = 0
+	data, err = json.Marshal(ended)
+	if err != nil {
+		return EndContactResult{}, nil, true, fmt.Errorf("store: end contact %s/%q: %w", p.InstanceID, p.ContactID, err)
+	}
+	return EndContactResult{Contact: ended}, data, false, nil
 }

@@ -143,6 +143,18 @@ func TestForeignWriters(t *testing.T) {
 		_, err = kv.EndContact(ctx, store.EndContactParams{InstanceID: "acme", ContactID: id, RequestID: "r-1"})
 		require.ErrorIs(t, err, store.ErrContactNotFound, id)
 	}
+	// The batched path reads the same: markers are not contacts, a body
+	// without ids is the key's contact.
+	outs := kv.EndContacts(ctx, []store.EndContactParams{
+		{InstanceID: "acme", ContactID: "gone", RequestID: "r-2"},
+		{InstanceID: "acme", ContactID: "purged", RequestID: "r-2"},
+		{InstanceID: "acme", ContactID: "c-1", RequestID: "r-2"},
+	})
+	require.ErrorIs(t, outs[0].Err, store.ErrContactNotFound)
+	require.ErrorIs(t, outs[1].Err, store.ErrContactNotFound)
+	require.NoError(t, outs[2].Err)
+	require.Equal(t, "c-1", outs[2].Result.Contact.ContactID)
+	require.Equal(t, "billing", outs[2].Result.Contact.QueueID)
 	var ids []string
 	require.NoError(t, kv.ListContacts(ctx, "acme", func(c store.Contact) error {
 		ids = append(ids, c.ContactID)
@@ -158,6 +170,11 @@ func TestForeignWriters(t *testing.T) {
 	require.Error(t, err)
 	for _, sentinel := range []error{store.ErrContactNotFound, store.ErrContactNotActive, store.ErrInvalidContact} {
 		require.NotErrorIs(t, err, sentinel)
+	}
+	outs = kv.EndContacts(ctx, []store.EndContactParams{{InstanceID: "acme", ContactID: "bad", RequestID: "r-3"}})
+	require.Error(t, outs[0].Err)
+	for _, sentinel := range []error{store.ErrContactNotFound, store.ErrContactNotActive, store.ErrInvalidContact} {
+		require.NotErrorIs(t, outs[0].Err, sentinel)
 	}
 	// A key that is not in the canonical encoding stops a listing.
 	_, err = raw.Put(ctx, "beta.=2e", []byte(`{"state":"QUEUED","channel":"VOICE"}`))
@@ -276,6 +293,19 @@ func TestTransientErrors(t *testing.T) {
 	require.Error(t, err)
 	for _, sentinel := range []error{store.ErrContactNotFound, store.ErrContactNotActive, store.ErrInvalidContact} {
 		require.NotErrorIs(t, err, sentinel)
+	}
+	c3, cancel3 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel3()
+	known := store.Contact{InstanceID: "acme", ContactID: "c-1", State: store.StateQueued, Channel: store.ChannelVoice, Revision: 1}
+	outs := kv.EndContacts(c3, []store.EndContactParams{
+		{InstanceID: "acme", ContactID: "c-1", RequestID: "r-1"},
+		{InstanceID: "acme", ContactID: "c-1", RequestID: "r-2", Known: &known},
+	})
+	for _, o := range outs {
+		require.Error(t, o.Err)
+		for _, sentinel := range []error{store.ErrContactNotFound, store.ErrContactNotActive, store.ErrInvalidContact} {
+			require.NotErrorIs(t, o.Err, sentinel)
+		}
 	}
 	c2, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel2()

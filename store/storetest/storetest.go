@@ -40,6 +40,7 @@ type Store interface {
 	ListContacts(ctx context.Context, instanceID string, fn func(store.Contact) error) error
 	SeedContacts(ctx context.Context, contacts iter.Seq[store.Contact]) (int, error)
 	EndContact(ctx context.Context, p store.EndContactParams) (store.EndContactResult, error)
+	EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome
 
 	GetBulk(ctx context.Context, instanceID, bulkID string) (store.BulkRecord, error)
 	PutBulk(ctx context.Context, r store.BulkRecord) (store.BulkRecord, error)
@@ -67,6 +68,9 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"EndContactErrors", testEndContactErrors},
 		{"EndContactConcurrent", testEndContactConcurrent},
 		{"EndContactKnown", testEndContactKnown},
+		{"EndContacts", testEndContacts},
+		{"EndContactsMany", testEndContactsMany},
+		{"EndContactsConcurrent", testEndContactsConcurrent},
 		{"BulkRecords", testBulkRecords},
 		{"PutContactValidation", testPutContactValidation},
 		{"SeedContacts", testSeedContacts},
@@ -734,4 +738,165 @@ func testBulkRecords(t *testing.T, s Store) {
 
 	_, err = s.GetBulk(c, "other", "b 1/é")
 	require.ErrorIs(t, err, store.ErrBulkNotFound, "bulk records are per instance")
+}
+
+// testEndContacts ends a batch holding every case EndContact knows, and
+// checks each outcome is what EndContact would have returned, and the
+// records what EndContact would have written.
+func testEndContacts(t *testing.T, s Store) {
+	c := ctx(t)
+	ids := []string{"active", "known", "stale", "other", "mine", "a.b c/é*>", "twice"}
+	recs := map[string]store.Contact{}
+	for _, id := range ids {
+		rec, err := s.PutContact(c, contact("acme", id))
+		require.NoError(t, err)
+		recs[id] = rec
+	}
+	_, err := s.PutContact(c, contact("beta", "active"))
+	require.NoError(t, err)
+	moved := recs["stale"]
+	moved.State = store.StateOnHold
+	_, err = s.PutContact(c, moved)
+	require.NoError(t, err)
+	_, err = s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "other", RequestID: "someone"})
+	require.NoError(t, err)
+	first, err := s.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "mine", RequestID: "r-mine", DisconnectReason: "FIRST", At: at})
+	require.NoError(t, err)
+
+	known, stale := recs["known"], recs["stale"]
+	later := at.Add(time.Hour)
+	ps := []store.EndContactParams{
+		{InstanceID: "acme", ContactID: "active", RequestID: "r-active", DisconnectReason: "EMERGENCY", At: later},
+		{InstanceID: "acme", ContactID: "known", RequestID: "r-known", Known: &known},
+		{InstanceID: "acme", ContactID: "stale", RequestID: "r-stale", Known: &stale},
+		{InstanceID: "acme", ContactID: "other", RequestID: "r-other"},
+		{InstanceID: "acme", ContactID: "mine", RequestID: "r-mine", DisconnectReason: "SECOND"},
+		{InstanceID: "acme", ContactID: "missing", RequestID: "r-missing"},
+		{InstanceID: "acme", ContactID: "a.b c/é*>", RequestID: "r-awkward"},
+		{InstanceID: "acme", ContactID: "twice", RequestID: "r-twice-1"},
+		{InstanceID: "acme", ContactID: "twice", RequestID: "r-twice-2"},
+		{InstanceID: "acme", ContactID: "twice", RequestID: "r-twice-1"},
+		{InstanceID: "acme", ContactID: "no-request"},
+		{InstanceID: "bad instance", ContactID: "x", RequestID: "r-bad"},
+		{InstanceID: "beta", ContactID: "active", RequestID: "r-beta"},
+	}
+	outs := s.EndContacts(c, ps)
+	require.Len(t, outs, len(ps))
+	requireEnded := func(i int, previous store.State) {
+		t.Helper()
+		o := outs[i]
+		require.NoError(t, o.Err, ps[i].ContactID)
+		require.False(t, o.Result.Replayed, ps[i].ContactID)
+		require.Equal(t, store.StateEnded, o.Result.Contact.State)
+		require.Equal(t, previous, o.Result.Contact.PreviousState, ps[i].ContactID)
+		require.Equal(t, ps[i].RequestID, o.Result.Contact.EndedBy)
+		stored, err := s.GetContact(c, ps[i].InstanceID, ps[i].ContactID)
+		require.NoError(t, err)
+		requireSameContact(t, stored, o.Result.Contact, "what was stored is what was returned")
+		require.Equal(t, stored.Revision, o.Result.Contact.Revision)
+	}
+	requireEnded(0, store.StateQueued)
+	require.True(t, outs[0].Result.Contact.EndedAt.Equal(later))
+	require.Equal(t, "EMERGENCY", outs[0].Result.Contact.DisconnectReason)
+	require.Equal(t, "billing", outs[0].Result.Contact.QueueID, "the record's other fields are kept")
+	requireEnded(1, store.StateQueued)
+	requireEnded(2, store.StateOnHold) // the stale Known record was read again
+	require.ErrorIs(t, outs[3].Err, store.ErrContactNotActive)
+	require.NoError(t, outs[4].Err)
+	require.True(t, outs[4].Result.Replayed)
+	requireSameContact(t, first.Contact, outs[4].Result.Contact, "a replay reports the first outcome")
+	require.Equal(t, "FIRST", outs[4].Result.Contact.DisconnectReason)
+	require.ErrorIs(t, outs[5].Err, store.ErrContactNotFound)
+	requireEnded(6, store.StateQueued)
+	requireEnded(7, store.StateQueued)
+	require.ErrorIs(t, outs[8].Err, store.ErrContactNotActive, "a second request for a contact in the batch")
+	require.NoError(t, outs[9].Err)
+	require.True(t, outs[9].Result.Replayed, "the same request twice in one batch")
+	require.ErrorIs(t, outs[10].Err, store.ErrInvalidContact)
+	require.ErrorIs(t, outs[11].Err, store.ErrInvalidContact)
+	requireEnded(12, store.StateQueued)
+
+	other, err := s.GetContact(c, "acme", "other")
+	require.NoError(t, err)
+	require.Equal(t, "someone", other.EndedBy, "a contact ended by another request is not touched")
+	require.Empty(t, s.EndContacts(c, nil))
+}
+
+// testEndContactsMany ends more contacts in one call than one batched read
+// asks for.
+func testEndContactsMany(t *testing.T, s Store) {
+	c := ctx(t)
+	const n = 700
+	_, err := s.SeedContacts(c, func(yield func(store.Contact) bool) {
+		for i := range n {
+			if !yield(contact("acme", fmt.Sprintf("c-%d", i))) {
+				return
+			}
+		}
+	})
+	require.NoError(t, err)
+	ps := make([]store.EndContactParams, n)
+	for i := range ps {
+		ps[i] = store.EndContactParams{InstanceID: "acme", ContactID: fmt.Sprintf("c-%d", i), RequestID: fmt.Sprintf("r-%d", i)}
+	}
+	for i, o := range s.EndContacts(c, ps) {
+		require.NoError(t, o.Err, i)
+		require.Equal(t, ps[i].ContactID, o.Result.Contact.ContactID)
+	}
+	for id, got := range listAll(t, s, "acme") {
+		require.Equal(t, store.StateEnded, got.State, id)
+		require.Equal(t, "r-"+strings.TrimPrefix(id, "c-"), got.EndedBy)
+	}
+}
+
+// testEndContactsConcurrent races batches of different requests for the
+// same contacts, with single EndContact calls among them: each contact is
+// ended exactly once, and exactly one request reports it.
+func testEndContactsConcurrent(t *testing.T, s Store) {
+	c := ctx(t)
+	const n, racers = 200, 4
+	for i := range n {
+		_, err := s.PutContact(c, contact("acme", fmt.Sprintf("c-%d", i)))
+		require.NoError(t, err)
+	}
+	var mu sync.Mutex
+	winners := map[string][]string{}
+	record := func(id, requestID string) {
+		mu.Lock()
+		defer mu.Unlock()
+		winners[id] = append(winners[id], requestID)
+	}
+	var wg sync.WaitGroup
+	for r := range racers {
+		wg.Go(func() {
+			ps := make([]store.EndContactParams, n)
+			for i := range ps {
+				ps[i] = store.EndContactParams{InstanceID: "acme", ContactID: fmt.Sprintf("c-%d", i), RequestID: fmt.Sprintf("batch-%d", r)}
+			}
+			for i, o := range s.EndContacts(c, ps) {
+				if o.Err == nil {
+					record(ps[i].ContactID, ps[i].RequestID)
+					continue
+				}
+				if !errors.Is(o.Err, store.ErrContactNotActive) {
+					t.Errorf("%s: %v", ps[i].ContactID, o.Err)
+				}
+			}
+		})
+		wg.Go(func() {
+			for i := n - 1; i >= 0; i -= 3 {
+				p := store.EndContactParams{InstanceID: "acme", ContactID: fmt.Sprintf("c-%d", i), RequestID: fmt.Sprintf("single-%d", r)}
+				if _, err := s.EndContact(c, p); err == nil {
+					record(p.ContactID, p.RequestID)
+				} else if !errors.Is(err, store.ErrContactNotActive) {
+					t.Errorf("%s: %v", p.ContactID, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for id, got := range listAll(t, s, "acme") {
+		require.Len(t, winners[id], 1, "%s reported ended by %v", id, winners[id])
+		require.Equal(t, winners[id][0], got.EndedBy, id)
+	}
 }
