@@ -22,9 +22,6 @@ const (
 	// opTimeout bounds one batched read and the wait for each write's
 	// acknowledgement when the context has no earlier deadline.
 	opTimeout = 5 * time.Second
-	// asyncMaxPending bounds the writes EndContacts has in flight per
-	// store; past it, publishing waits.
-	asyncMaxPending = 8192
 )
 
 // EndOutcome is what EndContacts did for one contact: exactly what
@@ -92,9 +89,9 @@ func (s *KV) EndContacts(ctx context.Context, ps []EndContactParams) []EndOutcom
 		i   int
 		res EndContactResult
 		rev uint64
-		fut jetstream.PubAckFuture
 	}
 	writes := make([]write, 0, len(first))
+	msgs := make([]*nats.Msg, 0, len(first))
 	for i, p := range ps {
 		if outs[i].Err != nil || keys[i] == "" || first[keys[i]] != i {
 			continue
@@ -108,30 +105,24 @@ func (s *KV) EndContacts(ctx context.Context, ps []EndContactParams) []EndOutcom
 			outs[i] = EndOutcome{Result: res, Err: err}
 			continue
 		}
-		fut, err := s.async.PublishMsgAsync(&nats.Msg{Subject: s.contactsPrefix + keys[i], Data: data},
-			jetstream.WithExpectLastSequencePerSubject(c.Revision))
-		if err != nil {
-			outs[i].Err = fmt.Errorf("store: end contact %s/%q at revision %d: %w", p.InstanceID, p.ContactID, c.Revision, err)
-			continue
-		}
-		writes = append(writes, write{i: i, res: res, rev: c.Revision, fut: fut})
+		msg := &nats.Msg{Subject: s.contactsPrefix + keys[i], Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(c.Revision, 10))
+		msgs = append(msgs, msg)
+		writes = append(writes, write{i: i, res: res, rev: c.Revision})
 	}
 
 	var conflicts []int
-	for _, w := range writes {
+	for k, ack := range s.pub.Publish(ctx, msgs, opTimeout) {
+		w := writes[k]
 		p := ps[w.i]
-		select {
-		case ack := <-w.fut.Ok():
+		switch {
+		case ack.Err == nil:
 			w.res.Contact.Revision = ack.Sequence
 			outs[w.i].Result = w.res
-		case err := <-w.fut.Err():
-			if revisionMismatch(err) {
-				conflicts = append(conflicts, w.i)
-				continue
-			}
-			outs[w.i].Err = fmt.Errorf("store: end contact %s/%q at revision %d: %w", p.InstanceID, p.ContactID, w.rev, err)
-		case <-ctx.Done():
-			outs[w.i].Err = fmt.Errorf("store: end contact %s/%q at revision %d: %w", p.InstanceID, p.ContactID, w.rev, ctx.Err())
+		case revisionMismatch(ack.Err):
+			conflicts = append(conflicts, w.i)
+		default:
+			outs[w.i].Err = fmt.Errorf("store: end contact %s/%q at revision %d: %w", p.InstanceID, p.ContactID, w.rev, ack.Err)
 		}
 	}
 	// Rare: another writer changed the contact since it was read, or the
@@ -188,7 +179,11 @@ func (s *KV) multiLast(ctx context.Context, keys []string, found map[string]last
 	defer cancel()
 	nc := s.js.Conn()
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	// At most one answer per key and the end-of-batch status: a channel
+	// that size never drops one (SubscribeSync's default would allocate
+	// room for 65,536 per call).
+	answers := make(chan *nats.Msg, len(keys)+1)
+	sub, err := nc.ChanSubscribe(inbox, answers)
 	if err != nil {
 		return fmt.Errorf("batched read: %w", err)
 	}
@@ -197,9 +192,11 @@ func (s *KV) multiLast(ctx context.Context, keys []string, found map[string]last
 		return fmt.Errorf("batched read: %w", err)
 	}
 	for {
-		msg, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return fmt.Errorf("batched read: %w", err)
+		var msg *nats.Msg
+		select {
+		case msg = <-answers:
+		case <-ctx.Done():
+			return fmt.Errorf("batched read: %w", ctx.Err())
 		}
 		switch status := msg.Header.Get("Status"); status {
 		case "":

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contactstop/contactstop/internal/jspub"
 )
 
 // Config configures a [KV] store. The zero value is usable: Open fills in
@@ -94,9 +96,8 @@ type KV struct {
 	contacts  jetstream.KeyValue
 	instances jetstream.KeyValue
 	bulks     jetstream.KeyValue
-	// async publishes EndContacts' writes: its own context, for its own
-	// limit of pending writes and acknowledgement timeout.
-	async jetstream.JetStream
+	// pub publishes EndContacts' writes.
+	pub *jspub.Publisher
 
 	// Names of the streams behind the buckets and their subject prefixes
 	// ("$KV.<bucket>.").
@@ -130,11 +131,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 		now:             func() time.Time { return time.Now().UTC() },
 	}
 	var err error
-	s.async, err = jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(asyncMaxPending),
-		jetstream.WithPublishAsyncTimeout(opTimeout))
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
+	s.pub = jspub.New(js.Conn())
 	s.contacts, err = openBucket(ctx, js, cfg.KeepExisting, jetstream.KeyValueConfig{
 		Bucket:      cfg.ContactsBucket,
 		Description: "contactstop contacts: key <instanceId>.<escaped contactId>, value JSON (docs/store.md)",

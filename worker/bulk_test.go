@@ -288,10 +288,7 @@ func TestBulkDoesNotStarveSingles(t *testing.T) {
 	e.start(cfg, nil)
 
 	e.bulk(events.BulkRequest{BulkID: "big", InstanceID: inst})
-	require.Eventually(t, func() bool {
-		rec, err := e.st.GetBulk(t.Context(), inst, "big")
-		return err == nil && rec.Done > 0
-	}, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return e.storedResults() > 0 }, 30*time.Second, time.Millisecond, "the clear has begun")
 	e.publish(events.StopRequestedSubject(inst), e.request("urgent", "single0"), nil)
 
 	var urgentAt, bulkDoneAt int

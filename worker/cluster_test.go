@@ -571,6 +571,11 @@ func (c *countingStore) EndContact(ctx context.Context, p store.EndContactParams
 	return c.KV.EndContact(ctx, p)
 }
 
+func (c *countingStore) EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome {
+	c.ends.Add(int64(len(ps)))
+	return c.KV.EndContacts(ctx, ps)
+}
+
 // TestClusterTwoReplicas runs two workers, each on its own connection as
 // two serve replicas would be, on the same consumer: both take a share of
 // the drain, with the same invariants.

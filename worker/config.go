@@ -11,9 +11,16 @@ import (
 // Config configures a Worker. The zero value of every field means "use the
 // default" noted beside it; New fills the defaults in and validates.
 type Config struct {
-	// Workers is the number of requests handled concurrently by this
-	// process. Default 64.
+	// Workers is the number of requests this process has in hand at once:
+	// the pull buffer holds as many, and the batched path works on them in
+	// batches of BatchSize, Workers/BatchSize batches at a time.
+	// Default 256.
 	Workers int
+	// BatchSize is the most requests decided together: their contacts
+	// read in one request, their writes and results published without
+	// waiting in between. 1 turns batching off. Default 64 (at most
+	// Workers).
+	BatchSize int
 	// MaxAckPending is the consumer's limit of delivered but unacknowledged
 	// requests, shared by every worker process on the consumer. It must be
 	// at least 2×Workers (the requests being handled plus one pull buffer);
@@ -55,10 +62,6 @@ type Config struct {
 	// first seen (a backlog found at start-up is not an emergency any
 	// more). Default 5m.
 	EmergencyMaxAge time.Duration
-	// Middleware wraps the request handler, outermost first, for concerns
-	// such as metrics and tracing. Panic recovery always wraps the whole
-	// chain and need not be added.
-	Middleware []Middleware
 	// Authorizer, when set, turns authorization on: every request's
 	// securityUser token must grant contact:Stop on the contact, and every
 	// bulk request's and emergency broadcast's contact:BulkStop on the
@@ -76,7 +79,10 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Workers == 0 {
-		c.Workers = 64
+		c.Workers = 256
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = min(64, c.Workers)
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = max(1024, 2*c.Workers)
@@ -127,6 +133,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers must be at least 1, got %d", c.Workers))
+	}
+	if c.BatchSize < 1 || c.BatchSize > c.Workers {
+		errs = append(errs, fmt.Errorf("batch size must be 1 to workers (%d), got %d", c.Workers, c.BatchSize))
 	}
 	if c.MaxAckPending < 2*c.Workers {
 		errs = append(errs, fmt.Errorf("max ack pending (%d) must be at least 2×workers (%d)", c.MaxAckPending, 2*c.Workers))

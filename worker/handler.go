@@ -16,9 +16,6 @@ import (
 // redelivers until Config.MaxDeliveries is reached.
 type Handler func(ctx context.Context, req *Request) (events.Result, error)
 
-// Middleware wraps a Handler with a cross-cutting concern.
-type Middleware func(Handler) Handler
-
 // Authorizer checks a request's security-user token (see package auth).
 // at is when JetStream stored the request, so that a token valid when the
 // request was published stays valid through redeliveries and backlogs. The
@@ -50,6 +47,9 @@ type Store interface {
 	InstanceExists(ctx context.Context, instanceID string) (bool, error)
 	GetContact(ctx context.Context, instanceID, contactID string) (store.Contact, error)
 	EndContact(ctx context.Context, p store.EndContactParams) (store.EndContactResult, error)
+	// EndContacts ends a batch of contacts as EndContact would each; the
+	// worker's batched path uses it, retrying an error with EndContact.
+	EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome
 
 	// For bulk requests.
 	ListContacts(ctx context.Context, instanceID string, fn func(store.Contact) error) error
@@ -57,31 +57,56 @@ type Store interface {
 	PutBulk(ctx context.Context, r store.BulkRecord) (store.BulkRecord, error)
 }
 
-// stop is the core handler: validate, check the instance, end the contact
-// by compare-and-set. Store errors other than the sentinels are retried
-// with backoff here and returned, as transient, when they persist.
+// stop is the core handler, the per-request path: the checks of
+// precheck, then the contact ended by compare-and-set. Store errors other
+// than the sentinels are retried with backoff here and returned, as
+// transient, when they persist.
 func (w *Worker) stop(ctx context.Context, req *Request) (events.Result, error) {
-	if req.Invalid != nil { //nolint:nilerr // bad input is answered at once, never retried
-		return req.failure(req.Invalid.Code, req.Invalid.Error()), nil
+	if res, decided, err := w.precheck(ctx, req); decided || err != nil {
+		return res, err
+	}
+	return w.endContact(ctx, req, nil)
+}
+
+// precheck decides what can be decided without touching the contact: bad
+// input, the token, an unknown instance. decided is false when the request
+// passed and its contact is to be ended. An error is a persistent failure
+// to read the instance, transient.
+func (w *Worker) precheck(ctx context.Context, req *Request) (res events.Result, decided bool, err error) {
+	if req.Invalid != nil {
+		return req.failure(req.Invalid.Code, req.Invalid.Error()), true, nil
 	}
 	inst := req.Stop.InstanceID
 	// Before the instance check, so that a caller without a grant cannot
 	// learn which instances exist.
 	if res := w.authorize(req, req.Stop.SecurityUser, auth.ActionStop, auth.ContactResource(inst, req.Stop.ContactID)); res != nil {
-		return *res, nil
+		return *res, true, nil
 	}
 	var exists bool
-	err := w.retry(ctx, req, func() (err error) {
+	err = w.retry(ctx, req, func() (err error) {
 		exists, err = w.store.InstanceExists(ctx, inst)
 		return err
 	})
 	if err != nil {
-		return events.Result{}, fmt.Errorf("look up instance: %w", err)
+		return events.Result{}, false, fmt.Errorf("look up instance: %w", err)
 	}
 	if !exists {
-		return req.failure(events.ReasonResourceNotFound, fmt.Sprintf("instance %q is not known", inst)), nil
+		return req.failure(events.ReasonResourceNotFound, fmt.Sprintf("instance %q is not known", inst)), true, nil
 	}
-	return w.endContact(ctx, req, nil)
+	return events.Result{}, false, nil
+}
+
+// endParams are the store parameters ending req's contact; known, when
+// set, is the contact as just read.
+func (w *Worker) endParams(req *Request, known *store.Contact) store.EndContactParams {
+	return store.EndContactParams{
+		InstanceID:       req.Stop.InstanceID,
+		ContactID:        req.Stop.ContactID,
+		RequestID:        req.Identity,
+		DisconnectReason: req.Stop.DisconnectReason,
+		At:               w.cfg.Now(),
+		Known:            known,
+	}
 }
 
 // endContact ends the request's contact by compare-and-set and decides the
@@ -91,19 +116,18 @@ func (w *Worker) stop(ctx context.Context, req *Request) (events.Result, error) 
 func (w *Worker) endContact(ctx context.Context, req *Request, known *store.Contact) (events.Result, error) {
 	var res store.EndContactResult
 	err := w.retry(ctx, req, func() (err error) {
-		res, err = w.store.EndContact(ctx, store.EndContactParams{
-			InstanceID:       req.Stop.InstanceID,
-			ContactID:        req.Stop.ContactID,
-			RequestID:        req.Identity,
-			DisconnectReason: req.Stop.DisconnectReason,
-			At:               w.cfg.Now(),
-			Known:            known,
-		})
+		res, err = w.store.EndContact(ctx, w.endParams(req, known))
 		if errors.Is(err, store.ErrContactNotFound) || errors.Is(err, store.ErrContactNotActive) {
 			return permanent(err)
 		}
 		return err
 	})
+	return endResult(req, res, err)
+}
+
+// endResult turns the store's outcome of ending req's contact into the
+// request's result, or a transient error.
+func endResult(req *Request, res store.EndContactResult, err error) (events.Result, error) {
 	switch {
 	case errors.Is(err, store.ErrContactNotFound):
 		return req.failure(events.ReasonContactNotFound, "contact does not exist"), nil

@@ -81,17 +81,33 @@ func (m *Metrics) middleware(next Handler) Handler {
 		m.inFlight.Inc()
 		start := time.Now()
 		res, err := next(ctx, req)
-		m.duration.Observe(time.Since(start).Seconds())
 		m.inFlight.Dec()
-		switch {
-		case err != nil:
-			m.requests.WithLabelValues("retry", "").Inc()
-		case res.Stopped != nil:
-			m.requests.WithLabelValues("stopped", "").Inc()
-		default:
-			m.requests.WithLabelValues("failed", string(res.Failed.ReasonCode)).Inc()
-		}
+		m.decided(res, err, time.Since(start))
 		return res, err
+	}
+}
+
+// decided counts one decision (an error is a retry) and observes how long
+// it took.
+func (m *Metrics) decided(res events.Result, err error, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.duration.Observe(took.Seconds())
+	switch {
+	case err != nil:
+		m.requests.WithLabelValues("retry", "").Inc()
+	case res.Stopped != nil:
+		m.requests.WithLabelValues("stopped", "").Inc()
+	default:
+		m.requests.WithLabelValues("failed", string(res.Failed.ReasonCode)).Inc()
+	}
+}
+
+// addInFlight adds delta to the requests being decided.
+func (m *Metrics) addInFlight(delta int) {
+	if m != nil {
+		m.inFlight.Add(float64(delta))
 	}
 }
 

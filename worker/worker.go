@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contactstop/contactstop/events"
+	"github.com/contactstop/contactstop/internal/jspub"
 )
 
 // Headers the worker adds to dead-letter copies.
@@ -48,7 +49,9 @@ type Worker struct {
 	store   Store
 	log     *zap.Logger
 	handler Handler
-	id      string // identifies this process's bulk runs
+	// pub publishes the batched path's results.
+	pub *jspub.Publisher
+	id  string // identifies this process's bulk runs
 
 	mu       sync.Mutex
 	lanes    []*lane
@@ -66,6 +69,10 @@ type lane struct {
 	buffer           int // messages pulled ahead
 	goroutines       int
 	process          func(ctx context.Context, msg jetstream.Msg)
+	// batch, when set, takes the lane's messages up to batchSize at a
+	// time instead of process one at a time.
+	batch     func(ctx context.Context, msgs []jetstream.Msg)
+	batchSize int
 
 	mc jetstream.MessagesContext // guarded by Worker.mu
 }
@@ -88,22 +95,26 @@ func New(js jetstream.JetStream, st Store, cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker config: %w", err)
 	}
 	w := &Worker{cfg: cfg, js: js, store: st, log: cfg.Logger.Named("worker"), id: nuid.Next()}
-	h := Handler(w.stop)
-	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
-		h = cfg.Middleware[i](h)
+	w.handler = recoverer(cfg.Metrics.middleware(w.stop))
+	if js != nil {
+		w.pub = jspub.New(js.Conn())
 	}
-	w.handler = recoverer(cfg.Metrics.middleware(h))
 	return w, nil
 }
 
 // Start opens the lanes' consumers, begins pulling and returns. Work
 // continues until Stop.
 func (w *Worker) Start(ctx context.Context) error {
-	lanes := []*lane{{
+	requests := &lane{
 		stream: StreamRequests, consumer: ConsumerName,
 		buffer: w.cfg.Workers, goroutines: w.cfg.Workers,
 		process: w.safely(w.process),
-	}, {
+	}
+	if w.cfg.BatchSize > 1 {
+		requests.batch, requests.batchSize = w.safelyBatch(w.processBatch), w.cfg.BatchSize
+		requests.goroutines = (w.cfg.Workers + w.cfg.BatchSize - 1) / w.cfg.BatchSize
+	}
+	lanes := []*lane{requests, {
 		stream: StreamBulk, consumer: BulkConsumerName,
 		buffer: 1, goroutines: w.cfg.Bulks,
 		process: w.safely(w.processBulk),
@@ -134,12 +145,16 @@ func (w *Worker) Start(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	for _, l := range lanes {
-		work := make(chan jetstream.Msg)
+		work := make(chan jetstream.Msg, l.batchSize)
 		wg.Go(func() {
 			defer close(work)
 			w.pull(hardCtx, l, work)
 		})
 		for range l.goroutines {
+			if l.batch != nil {
+				wg.Go(func() { w.batches(hardCtx, l, work) })
+				continue
+			}
 			wg.Go(func() {
 				for msg := range work {
 					if hardCtx.Err() != nil {
@@ -156,7 +171,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		hardStop()
 		close(w.done)
 	}()
-	w.log.Info("worker started", zap.Int("workers", w.cfg.Workers), zap.Int("bulks", w.cfg.Bulks),
+	w.log.Info("worker started", zap.Int("workers", w.cfg.Workers), zap.Int("batch_size", w.cfg.BatchSize), zap.Int("bulks", w.cfg.Bulks),
 		zap.Int("bulk_workers", w.cfg.BulkWorkers), zap.Bool("emergency", w.cfg.Emergency),
 		zap.Int("max_deliveries", w.cfg.MaxDeliveries))
 	return nil
@@ -408,6 +423,13 @@ func (w *Worker) deliver(ctx context.Context, req *Request, res events.Result, l
 		log.Warn("publishing the result failed; will be redelivered", zap.String("outcome", "retry"), zap.Duration("delay", delay), zap.Error(err))
 		return
 	}
+	w.acknowledge(req, res, ack, start)
+}
+
+// acknowledge acks a request whose result JetStream has stored, and logs
+// the outcome: failures at info, stops at debug (at thousands a second a
+// line per stop is too much; the metrics count them).
+func (w *Worker) acknowledge(req *Request, res events.Result, ack *jetstream.PubAck, start time.Time) {
 	if w.hooks.beforeAck != nil && w.hooks.beforeAck(req) {
 		return
 	}
@@ -415,11 +437,18 @@ func (w *Worker) deliver(ctx context.Context, req *Request, res events.Result, l
 	// result (dropped as a duplicate); no need to wait for the server.
 	_ = req.Msg.Ack()
 
-	fields := []zap.Field{zap.Duration("took", time.Since(start)), zap.Bool("duplicate_result", ack.Duplicate)}
+	level := zap.InfoLevel
 	if res.Stopped != nil {
-		log.Info("contact stopped", append(fields, zap.String("outcome", "stopped"))...)
+		level = zap.DebugLevel
+	}
+	if !w.log.Core().Enabled(level) {
+		return
+	}
+	fields := append(requestFields(req), zap.Duration("took", time.Since(start)), zap.Bool("duplicate_result", ack.Duplicate))
+	if res.Stopped != nil {
+		w.log.Debug("contact stopped", append(fields, zap.String("outcome", "stopped"))...)
 	} else {
-		log.Info("request failed", append(fields, zap.String("outcome", "failed"),
+		w.log.Info("request failed", append(fields, zap.String("outcome", "failed"),
 			zap.String("reason_code", string(res.Failed.ReasonCode)), zap.String("message", res.Failed.Message))...)
 	}
 }

@@ -60,6 +60,24 @@ func setup(t *testing.T, topo worker.TopologyConfig) *env {
 	return &env{t: t, srv: srv, nc: nc, js: js, st: st}
 }
 
+// bothPaths runs a test against the per-request path (batch size 1) and
+// the batched path (8), in parallel.
+func bothPaths(t *testing.T, test func(t *testing.T, batch int)) {
+	for _, batch := range []int{1, 8} {
+		t.Run(fmt.Sprintf("batch size %d", batch), func(t *testing.T) {
+			t.Parallel()
+			test(t, batch)
+		})
+	}
+}
+
+// batchConfig is fastConfig with the given batch size.
+func batchConfig(t *testing.T, batch int) worker.Config {
+	cfg := fastConfig(t)
+	cfg.BatchSize = batch
+	return cfg
+}
+
 // fastConfig keeps retries and redeliveries short for tests.
 func fastConfig(t *testing.T) worker.Config {
 	return worker.Config{
@@ -270,86 +288,90 @@ func requireFailed(t *testing.T, r stored, code events.ReasonCode) {
 
 func TestStopsContact(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{})
-	e.seed("c-1")
-	e.start(fastConfig(t), nil)
-	e.publish(events.StopRequestedSubject(inst),
-		[]byte(`{"requestId":"r-1","contactId":"c-1","instanceId":"acme","disconnectReason":"EMERGENCY"}`),
-		map[string]string{events.HeaderTraceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", events.HeaderCorrelationID: "corr-9"})
+	bothPaths(t, func(t *testing.T, batch int) {
+		e := setup(t, worker.TopologyConfig{})
+		e.seed("c-1")
+		e.start(batchConfig(t, batch), nil)
+		e.publish(events.StopRequestedSubject(inst),
+			[]byte(`{"requestId":"r-1","contactId":"c-1","instanceId":"acme","disconnectReason":"EMERGENCY"}`),
+			map[string]string{events.HeaderTraceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", events.HeaderCorrelationID: "corr-9"})
 
-	rs := e.waitIdle(1)
-	require.Len(t, rs, 1)
-	r := rs[0]
-	require.Equal(t, "contact.stopped.acme", r.subject)
-	s := r.result.Stopped
-	require.NotNil(t, s)
-	require.Equal(t, "r-1", s.RequestID)
-	require.Equal(t, "c-1", s.ContactID)
-	require.Equal(t, inst, s.InstanceID)
-	require.Equal(t, "QUEUED", s.PreviousState)
-	require.Equal(t, "EMERGENCY", s.DisconnectReason)
-	require.False(t, s.StoppedAt.IsZero())
-	require.Equal(t, events.ResultMsgID(inst, "c-1", "r-1"), r.header.Get(events.HeaderMsgID))
-	require.Equal(t, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", r.header.Get(events.HeaderTraceparent))
-	require.Equal(t, "corr-9", r.header.Get(events.HeaderCorrelationID))
+		rs := e.waitIdle(1)
+		require.Len(t, rs, 1)
+		r := rs[0]
+		require.Equal(t, "contact.stopped.acme", r.subject)
+		s := r.result.Stopped
+		require.NotNil(t, s)
+		require.Equal(t, "r-1", s.RequestID)
+		require.Equal(t, "c-1", s.ContactID)
+		require.Equal(t, inst, s.InstanceID)
+		require.Equal(t, "QUEUED", s.PreviousState)
+		require.Equal(t, "EMERGENCY", s.DisconnectReason)
+		require.False(t, s.StoppedAt.IsZero())
+		require.Equal(t, events.ResultMsgID(inst, "c-1", "r-1"), r.header.Get(events.HeaderMsgID))
+		require.Equal(t, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", r.header.Get(events.HeaderTraceparent))
+		require.Equal(t, "corr-9", r.header.Get(events.HeaderCorrelationID))
 
-	c, err := e.st.GetContact(t.Context(), inst, "c-1")
-	require.NoError(t, err)
-	require.Equal(t, store.StateEnded, c.State)
-	require.Equal(t, "r-1", c.EndedBy)
-	require.Equal(t, "EMERGENCY", c.DisconnectReason)
-	require.Equal(t, s.StoppedAt.UTC(), c.EndedAt.UTC())
+		c, err := e.st.GetContact(t.Context(), inst, "c-1")
+		require.NoError(t, err)
+		require.Equal(t, store.StateEnded, c.State)
+		require.Equal(t, "r-1", c.EndedBy)
+		require.Equal(t, "EMERGENCY", c.DisconnectReason)
+		require.Equal(t, s.StoppedAt.UTC(), c.EndedAt.UTC())
+	})
 }
 
 func TestReasonCodes(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{})
-	e.seed("active", "ended")
-	_, err := e.st.EndContact(t.Context(), store.EndContactParams{InstanceID: inst, ContactID: "ended", RequestID: "earlier"})
-	require.NoError(t, err)
-	e.start(fastConfig(t), nil)
+	bothPaths(t, func(t *testing.T, batch int) {
+		e := setup(t, worker.TopologyConfig{})
+		e.seed("active", "ended")
+		_, err := e.st.EndContact(t.Context(), store.EndContactParams{InstanceID: inst, ContactID: "ended", RequestID: "earlier"})
+		require.NoError(t, err)
+		e.start(batchConfig(t, batch), nil)
 
-	cases := []struct {
-		requestID string
-		subject   string
-		body      string
-		want      events.ReasonCode // "" = stopped
-		failedOn  string
-	}{
-		{"ok", "contact.stop.requested", `{"requestId":"ok","contactId":"active","instanceId":"acme"}`, "", ""},
-		{"not-json", "contact.stop.requested.acme", `{"requestId":"not-json",`, events.ReasonInvalidRequest, "contact.stop.failed.acme"},
-		{"wrong-type", "contact.stop.requested", `{"requestId":"wrong-type","contactId":5,"instanceId":"acme"}`, events.ReasonInvalidRequest, "contact.stop.failed.acme"},
-		{"no-contact", "contact.stop.requested", `{"requestId":"no-contact","instanceId":"acme"}`, events.ReasonInvalidParameter, "contact.stop.failed.acme"},
-		{"bad-instance", "contact.stop.requested", `{"requestId":"bad-instance","contactId":"c","instanceId":"ac.me"}`, events.ReasonInvalidParameter, "contact.stop.failed"},
-		{"subject-mismatch", "contact.stop.requested.other", `{"requestId":"subject-mismatch","contactId":"active","instanceId":"acme"}`, events.ReasonInvalidParameter, "contact.stop.failed.other"},
-		{"unknown-instance", "contact.stop.requested", `{"requestId":"unknown-instance","contactId":"c","instanceId":"nobody"}`, events.ReasonResourceNotFound, "contact.stop.failed.nobody"},
-		{"absent", "contact.stop.requested", `{"requestId":"absent","contactId":"nobody","instanceId":"acme"}`, events.ReasonContactNotFound, "contact.stop.failed.acme"},
-		{"already-ended", "contact.stop.requested", `{"requestId":"already-ended","contactId":"ended","instanceId":"acme"}`, events.ReasonContactNotFound, "contact.stop.failed.acme"},
-	}
-	for _, c := range cases {
-		// A body whose requestId is unreadable is identified by its
-		// Nats-Msg-Id; the others carry theirs in the body.
-		e.publish(c.subject, []byte(c.body), map[string]string{events.HeaderMsgID: c.requestID})
-	}
-	got := byRequest(t, e.waitIdle(len(cases)))
-	require.Len(t, got, len(cases))
-	for _, c := range cases {
-		r, ok := got[c.requestID]
-		require.True(t, ok, c.requestID)
-		if c.want == "" {
-			require.NotNil(t, r.result.Stopped, c.requestID)
-			continue
+		cases := []struct {
+			requestID string
+			subject   string
+			body      string
+			want      events.ReasonCode // "" = stopped
+			failedOn  string
+		}{
+			{"ok", "contact.stop.requested", `{"requestId":"ok","contactId":"active","instanceId":"acme"}`, "", ""},
+			{"not-json", "contact.stop.requested.acme", `{"requestId":"not-json",`, events.ReasonInvalidRequest, "contact.stop.failed.acme"},
+			{"wrong-type", "contact.stop.requested", `{"requestId":"wrong-type","contactId":5,"instanceId":"acme"}`, events.ReasonInvalidRequest, "contact.stop.failed.acme"},
+			{"no-contact", "contact.stop.requested", `{"requestId":"no-contact","instanceId":"acme"}`, events.ReasonInvalidParameter, "contact.stop.failed.acme"},
+			{"bad-instance", "contact.stop.requested", `{"requestId":"bad-instance","contactId":"c","instanceId":"ac.me"}`, events.ReasonInvalidParameter, "contact.stop.failed"},
+			{"subject-mismatch", "contact.stop.requested.other", `{"requestId":"subject-mismatch","contactId":"active","instanceId":"acme"}`, events.ReasonInvalidParameter, "contact.stop.failed.other"},
+			{"unknown-instance", "contact.stop.requested", `{"requestId":"unknown-instance","contactId":"c","instanceId":"nobody"}`, events.ReasonResourceNotFound, "contact.stop.failed.nobody"},
+			{"absent", "contact.stop.requested", `{"requestId":"absent","contactId":"nobody","instanceId":"acme"}`, events.ReasonContactNotFound, "contact.stop.failed.acme"},
+			{"already-ended", "contact.stop.requested", `{"requestId":"already-ended","contactId":"ended","instanceId":"acme"}`, events.ReasonContactNotFound, "contact.stop.failed.acme"},
 		}
-		requireFailed(t, r, c.want)
-		require.Equal(t, c.failedOn, r.subject, c.requestID)
-	}
-	// Failures echo what was readable.
-	require.Equal(t, "nobody", got["absent"].result.Failed.ContactID)
-	require.Equal(t, "ac.me", got["bad-instance"].result.Failed.InstanceID)
+		for _, c := range cases {
+			// A body whose requestId is unreadable is identified by its
+			// Nats-Msg-Id; the others carry theirs in the body.
+			e.publish(c.subject, []byte(c.body), map[string]string{events.HeaderMsgID: c.requestID})
+		}
+		got := byRequest(t, e.waitIdle(len(cases)))
+		require.Len(t, got, len(cases))
+		for _, c := range cases {
+			r, ok := got[c.requestID]
+			require.True(t, ok, c.requestID)
+			if c.want == "" {
+				require.NotNil(t, r.result.Stopped, c.requestID)
+				continue
+			}
+			requireFailed(t, r, c.want)
+			require.Equal(t, c.failedOn, r.subject, c.requestID)
+		}
+		// Failures echo what was readable.
+		require.Equal(t, "nobody", got["absent"].result.Failed.ContactID)
+		require.Equal(t, "ac.me", got["bad-instance"].result.Failed.InstanceID)
 
-	c, err := e.st.GetContact(t.Context(), inst, "ended")
-	require.NoError(t, err)
-	require.Equal(t, "earlier", c.EndedBy, "a failed request must not touch the contact")
+		c, err := e.st.GetContact(t.Context(), inst, "ended")
+		require.NoError(t, err)
+		require.Equal(t, "earlier", c.EndedBy, "a failed request must not touch the contact")
+	})
 }
 
 func TestRequestIdentity(t *testing.T) {
@@ -370,138 +392,148 @@ func TestRequestIdentity(t *testing.T) {
 
 func TestMalformedMessages(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{})
-	e.seed("c-ok")
-	e.start(fastConfig(t), nil)
-	bodies := map[string][]byte{
-		"empty":      {},
-		"not-json":   []byte("hello"),
-		"array":      []byte(`[{"contactId":"c-ok","instanceId":"acme"}]`),
-		"string":     []byte(`"contactId"`),
-		"number":     []byte(`42`),
-		"null":       []byte(`null`),
-		"binary":     {0x00, 0xff, 0xfe, 0x7b, 0x80, 0x01},
-		"truncated":  []byte(`{"contactId":"c-ok","instanceId":"ac`),
-		"trailing":   []byte(`{"contactId":"c-ok","instanceId":"acme"} x`),
-		"wrongtypes": []byte(`{"contactId":["c-ok"],"instanceId":{"a":1}}`),
-		"bool":       []byte(`{"contactId":true,"instanceId":"acme"}`),
-		"too-large":  []byte(`{"contactId":"c-ok","instanceId":"acme","pad":"` + strings.Repeat("x", 70<<10) + `"}`),
-	}
-	for name, body := range bodies {
-		e.publish("contact.stop.requested.acme", body, map[string]string{events.HeaderMsgID: name})
-	}
-	e.publish("contact.stop.requested.acme", e.request("valid", "c-ok"), nil)
+	bothPaths(t, func(t *testing.T, batch int) {
+		e := setup(t, worker.TopologyConfig{})
+		e.seed("c-ok")
+		e.start(batchConfig(t, batch), nil)
+		bodies := map[string][]byte{
+			"empty":      {},
+			"not-json":   []byte("hello"),
+			"array":      []byte(`[{"contactId":"c-ok","instanceId":"acme"}]`),
+			"string":     []byte(`"contactId"`),
+			"number":     []byte(`42`),
+			"null":       []byte(`null`),
+			"binary":     {0x00, 0xff, 0xfe, 0x7b, 0x80, 0x01},
+			"truncated":  []byte(`{"contactId":"c-ok","instanceId":"ac`),
+			"trailing":   []byte(`{"contactId":"c-ok","instanceId":"acme"} x`),
+			"wrongtypes": []byte(`{"contactId":["c-ok"],"instanceId":{"a":1}}`),
+			"bool":       []byte(`{"contactId":true,"instanceId":"acme"}`),
+			"too-large":  []byte(`{"contactId":"c-ok","instanceId":"acme","pad":"` + strings.Repeat("x", 70<<10) + `"}`),
+		}
+		for name, body := range bodies {
+			e.publish("contact.stop.requested.acme", body, map[string]string{events.HeaderMsgID: name})
+		}
+		e.publish("contact.stop.requested.acme", e.request("valid", "c-ok"), nil)
 
-	got := byRequest(t, e.waitIdle(len(bodies)+1))
-	require.Len(t, got, len(bodies)+1)
-	for name := range bodies {
-		requireFailed(t, got[name], events.ReasonInvalidRequest)
-		require.Equal(t, "contact.stop.failed.acme", got[name].subject, name)
-	}
-	require.NotNil(t, got["valid"].result.Stopped, "the worker keeps working after bad input")
+		got := byRequest(t, e.waitIdle(len(bodies)+1))
+		require.Len(t, got, len(bodies)+1)
+		for name := range bodies {
+			requireFailed(t, got[name], events.ReasonInvalidRequest)
+			require.Equal(t, "contact.stop.failed.acme", got[name].subject, name)
+		}
+		require.NotNil(t, got["valid"].result.Stopped, "the worker keeps working after bad input")
+	})
 }
 
 func TestDuplicateDelivery(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{})
-	e.seed("with-msg-id", "without-msg-id")
-	e.start(fastConfig(t), nil)
+	bothPaths(t, func(t *testing.T, batch int) {
+		e := setup(t, worker.TopologyConfig{})
+		e.seed("with-msg-id", "without-msg-id")
+		e.start(batchConfig(t, batch), nil)
 
-	// Same request twice with a Nats-Msg-Id: the stream drops the second.
-	hdr := map[string]string{events.HeaderMsgID: "m-1"}
-	e.publish("contact.stop.requested.acme", e.request("r-1", "with-msg-id"), hdr)
-	ack := e.publish("contact.stop.requested.acme", e.request("r-1", "with-msg-id"), hdr)
-	require.True(t, ack.Duplicate)
-	// Same requestId twice without a Nats-Msg-Id: both are stored and
-	// delivered; the second finds the contact ended by itself and publishes
-	// the same result, which the results stream drops.
-	e.publish("contact.stop.requested.acme", e.request("r-2", "without-msg-id"), nil)
-	e.publish("contact.stop.requested.acme", e.request("r-2", "without-msg-id"), nil)
+		// Same request twice with a Nats-Msg-Id: the stream drops the second.
+		hdr := map[string]string{events.HeaderMsgID: "m-1"}
+		e.publish("contact.stop.requested.acme", e.request("r-1", "with-msg-id"), hdr)
+		ack := e.publish("contact.stop.requested.acme", e.request("r-1", "with-msg-id"), hdr)
+		require.True(t, ack.Duplicate)
+		// Same requestId twice without a Nats-Msg-Id: both are stored and
+		// delivered; the second finds the contact ended by itself and publishes
+		// the same result, which the results stream drops.
+		e.publish("contact.stop.requested.acme", e.request("r-2", "without-msg-id"), nil)
+		e.publish("contact.stop.requested.acme", e.request("r-2", "without-msg-id"), nil)
 
-	rs := e.waitIdle(2)
-	got := byRequest(t, rs)
-	require.Len(t, got, 2)
-	require.NotNil(t, got["r-1"].result.Stopped)
-	require.NotNil(t, got["r-2"].result.Stopped)
+		rs := e.waitIdle(2)
+		got := byRequest(t, rs)
+		require.Len(t, got, 2)
+		require.NotNil(t, got["r-1"].result.Stopped)
+		require.NotNil(t, got["r-2"].result.Stopped)
+	})
 }
 
 func TestReplayAfterDuplicateWindow(t *testing.T) {
 	t.Parallel()
-	const window = time.Second
-	e := setup(t, worker.TopologyConfig{DuplicateWindow: window})
-	e.seed("c-1")
-	e.start(fastConfig(t), nil)
-	hdr := map[string]string{events.HeaderMsgID: "acme:r-1"}
-	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), hdr)
-	first := e.waitIdle(1)
-	require.Len(t, first, 1)
+	bothPaths(t, func(t *testing.T, batch int) {
+		const window = time.Second
+		e := setup(t, worker.TopologyConfig{DuplicateWindow: window})
+		e.seed("c-1")
+		e.start(batchConfig(t, batch), nil)
+		hdr := map[string]string{events.HeaderMsgID: "acme:r-1"}
+		e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), hdr)
+		first := e.waitIdle(1)
+		require.Len(t, first, 1)
 
-	// Nothing to wait on: the window is a span of time that must pass.
-	time.Sleep(window + 500*time.Millisecond)
-	ack := e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), hdr)
-	require.False(t, ack.Duplicate, "the request must be stored again after the window")
+		// Nothing to wait on: the window is a span of time that must pass.
+		time.Sleep(window + 500*time.Millisecond)
+		ack := e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), hdr)
+		require.False(t, ack.Duplicate, "the request must be stored again after the window")
 
-	rs := e.waitIdle(2)
-	require.Len(t, rs, 2, "a replay after the window yields a result again")
-	for _, r := range rs {
-		require.NotNil(t, r.result.Stopped, "never CONTACT_NOT_FOUND for the request that ended the contact")
-	}
-	require.Equal(t, *first[0].result.Stopped, *rs[1].result.Stopped, "the replayed result is identical")
+		rs := e.waitIdle(2)
+		require.Len(t, rs, 2, "a replay after the window yields a result again")
+		for _, r := range rs {
+			require.NotNil(t, r.result.Stopped, "never CONTACT_NOT_FOUND for the request that ended the contact")
+		}
+		require.Equal(t, *first[0].result.Stopped, *rs[1].result.Stopped, "the replayed result is identical")
+	})
 }
 
 func TestConcurrentRequestsForOneContact(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{})
-	e.seed("contested")
-	cfg := fastConfig(t)
-	cfg.Workers = 32
-	e.start(cfg, nil)
+	bothPaths(t, func(t *testing.T, batch int) {
+		e := setup(t, worker.TopologyConfig{})
+		e.seed("contested")
+		cfg := batchConfig(t, batch)
+		cfg.Workers = 32
+		e.start(cfg, nil)
 
-	const n = 50
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), "contested"), nil)
-		})
-	}
-	wg.Wait()
-
-	got := byRequest(t, e.waitIdle(n))
-	require.Len(t, got, n)
-	var winner string
-	for id, r := range got {
-		if r.result.Stopped != nil {
-			require.Empty(t, winner, "two requests stopped the same contact")
-			winner = id
-			continue
+		const n = 50
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), "contested"), nil)
+			})
 		}
-		requireFailed(t, r, events.ReasonContactNotFound)
-	}
-	require.NotEmpty(t, winner)
-	c, err := e.st.GetContact(t.Context(), inst, "contested")
-	require.NoError(t, err)
-	require.Equal(t, winner, c.EndedBy)
+		wg.Wait()
+
+		got := byRequest(t, e.waitIdle(n))
+		require.Len(t, got, n)
+		var winner string
+		for id, r := range got {
+			if r.result.Stopped != nil {
+				require.Empty(t, winner, "two requests stopped the same contact")
+				winner = id
+				continue
+			}
+			requireFailed(t, r, events.ReasonContactNotFound)
+		}
+		require.NotEmpty(t, winner)
+		c, err := e.st.GetContact(t.Context(), inst, "contested")
+		require.NoError(t, err)
+		require.Equal(t, winner, c.EndedBy)
+	})
 }
 
 func TestAwkwardContactIDs(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{})
-	ids := []string{".", "..", "*", ">", "a.b.c", "a/b", "with space", "=", "=2E", "日本語", "📞☎️", "tab\there",
-		strings.Repeat("é", 256), `quote"and\backslash`}
-	e.seed(ids...)
-	e.start(fastConfig(t), nil)
-	for i, id := range ids {
-		e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
-	}
-	got := byRequest(t, e.waitIdle(len(ids)))
-	for i, id := range ids {
-		r := got[fmt.Sprintf("r-%d", i)]
-		require.NotNil(t, r.result.Stopped, "contact %q", id)
-		require.Equal(t, id, r.result.Stopped.ContactID)
-		c, err := e.st.GetContact(t.Context(), inst, id)
-		require.NoError(t, err)
-		require.Equal(t, store.StateEnded, c.State)
-	}
+	bothPaths(t, func(t *testing.T, batch int) {
+		e := setup(t, worker.TopologyConfig{})
+		ids := []string{".", "..", "*", ">", "a.b.c", "a/b", "with space", "=", "=2E", "日本語", "📞☎️", "tab\there",
+			strings.Repeat("é", 256), `quote"and\backslash`}
+		e.seed(ids...)
+		e.start(batchConfig(t, batch), nil)
+		for i, id := range ids {
+			e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
+		}
+		got := byRequest(t, e.waitIdle(len(ids)))
+		for i, id := range ids {
+			r := got[fmt.Sprintf("r-%d", i)]
+			require.NotNil(t, r.result.Stopped, "contact %q", id)
+			require.Equal(t, id, r.result.Stopped.ContactID)
+			c, err := e.st.GetContact(t.Context(), inst, id)
+			require.NoError(t, err)
+			require.Equal(t, store.StateEnded, c.State)
+		}
+	})
 }
 
 // TestCrashAfterStateChange abandons the first delivery right after the
@@ -509,27 +541,29 @@ func TestAwkwardContactIDs(t *testing.T) {
 // there. The redelivery must publish the one result, as contact.stopped.
 func TestCrashAfterStateChange(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{AckWait: time.Second})
-	e.seed("c-1")
-	cfg := fastConfig(t)
-	cfg.AckWait = time.Second
-	w, err := worker.New(e.js, e.st, cfg)
-	require.NoError(t, err)
-	var crashed atomic.Int32
-	worker.SetCrashHooks(w, func(r *worker.Request, res events.Result) bool {
-		return r.Deliveries == 1 && crashed.Add(1) == 1
-	}, nil)
-	require.NoError(t, w.Start(t.Context()))
-	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	bothPaths(t, func(t *testing.T, batch int) {
+		e := setup(t, worker.TopologyConfig{AckWait: time.Second})
+		e.seed("c-1")
+		cfg := batchConfig(t, batch)
+		cfg.AckWait = time.Second
+		w, err := worker.New(e.js, e.st, cfg)
+		require.NoError(t, err)
+		var crashed atomic.Int32
+		worker.SetCrashHooks(w, func(r *worker.Request, res events.Result) bool {
+			return r.Deliveries == 1 && crashed.Add(1) == 1
+		}, nil)
+		require.NoError(t, w.Start(t.Context()))
+		t.Cleanup(func() { _ = w.Stop(context.Background()) })
 
-	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), nil)
-	rs := e.waitIdle(1)
-	require.EqualValues(t, 1, crashed.Load())
-	require.Len(t, rs, 1)
-	require.NotNil(t, rs[0].result.Stopped)
-	c, err := e.st.GetContact(t.Context(), inst, "c-1")
-	require.NoError(t, err)
-	require.Equal(t, "r-1", c.EndedBy)
+		e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), nil)
+		rs := e.waitIdle(1)
+		require.EqualValues(t, 1, crashed.Load())
+		require.Len(t, rs, 1)
+		require.NotNil(t, rs[0].result.Stopped)
+		c, err := e.st.GetContact(t.Context(), inst, "c-1")
+		require.NoError(t, err)
+		require.Equal(t, "r-1", c.EndedBy)
+	})
 }
 
 // TestCrashAfterResultBeforeAck abandons every first delivery after its
@@ -537,37 +571,39 @@ func TestCrashAfterStateChange(t *testing.T) {
 // results again, and the results stream keeps exactly one of each.
 func TestCrashAfterResultBeforeAck(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{AckWait: time.Second})
-	const n = 20
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("c-%d", i)
-	}
-	e.seed(ids...)
-	cfg := fastConfig(t)
-	cfg.AckWait = time.Second
-	w, err := worker.New(e.js, e.st, cfg)
-	require.NoError(t, err)
-	var crashes atomic.Int32
-	worker.SetCrashHooks(w, nil, func(r *worker.Request) bool {
-		if r.Deliveries == 1 {
-			crashes.Add(1)
-			return true
+	bothPaths(t, func(t *testing.T, batch int) {
+		e := setup(t, worker.TopologyConfig{AckWait: time.Second})
+		const n = 20
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("c-%d", i)
 		}
-		return false
-	})
-	require.NoError(t, w.Start(t.Context()))
-	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+		e.seed(ids...)
+		cfg := batchConfig(t, batch)
+		cfg.AckWait = time.Second
+		w, err := worker.New(e.js, e.st, cfg)
+		require.NoError(t, err)
+		var crashes atomic.Int32
+		worker.SetCrashHooks(w, nil, func(r *worker.Request) bool {
+			if r.Deliveries == 1 {
+				crashes.Add(1)
+				return true
+			}
+			return false
+		})
+		require.NoError(t, w.Start(t.Context()))
+		t.Cleanup(func() { _ = w.Stop(context.Background()) })
 
-	for i, id := range ids {
-		e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
-	}
-	got := byRequest(t, e.waitIdle(n))
-	require.EqualValues(t, n, crashes.Load())
-	require.Len(t, got, n)
-	for _, r := range got {
-		require.NotNil(t, r.result.Stopped)
-	}
+		for i, id := range ids {
+			e.publish("contact.stop.requested.acme", e.request(fmt.Sprintf("r-%d", i), id), nil)
+		}
+		got := byRequest(t, e.waitIdle(n))
+		require.EqualValues(t, n, crashes.Load())
+		require.Len(t, got, n)
+		for _, r := range got {
+			require.NotNil(t, r.result.Stopped)
+		}
+	})
 }
 
 // flakyStore wraps the real store and injects transient errors.
@@ -583,23 +619,42 @@ func (f *flakyStore) EndContact(ctx context.Context, p store.EndContactParams) (
 	return f.KV.EndContact(ctx, p)
 }
 
+func (f *flakyStore) EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome {
+	outs := make([]store.EndOutcome, len(ps))
+	var pass []store.EndContactParams
+	var at []int
+	for i, p := range ps {
+		if err := f.failEnd(p.ContactID); err != nil {
+			outs[i].Err = err
+			continue
+		}
+		pass, at = append(pass, p), append(at, i)
+	}
+	for k, o := range f.KV.EndContacts(ctx, pass) {
+		outs[at[k]] = o
+	}
+	return outs
+}
+
 func TestTransientErrorsAreRetried(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{})
-	e.seed("c-1")
-	var calls atomic.Int32
-	fs := &flakyStore{KV: e.st, failEnd: func(string) error {
-		if calls.Add(1) <= 3 {
-			return nats.ErrTimeout
-		}
-		return nil
-	}}
-	e.start(fastConfig(t), fs)
-	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), nil)
-	rs := e.waitIdle(1)
-	require.Len(t, rs, 1)
-	require.NotNil(t, rs[0].result.Stopped)
-	require.EqualValues(t, 4, calls.Load())
+	bothPaths(t, func(t *testing.T, batch int) {
+		e := setup(t, worker.TopologyConfig{})
+		e.seed("c-1")
+		var calls atomic.Int32
+		fs := &flakyStore{KV: e.st, failEnd: func(string) error {
+			if calls.Add(1) <= 3 {
+				return nats.ErrTimeout
+			}
+			return nil
+		}}
+		e.start(batchConfig(t, batch), fs)
+		e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), nil)
+		rs := e.waitIdle(1)
+		require.Len(t, rs, 1)
+		require.NotNil(t, rs[0].result.Stopped)
+		require.EqualValues(t, 4, calls.Load())
+	})
 }
 
 func TestPersistentFailureIsDeadLettered(t *testing.T) {
@@ -636,31 +691,62 @@ func TestPersistentFailureIsDeadLettered(t *testing.T) {
 	require.Equal(t, store.StateQueued, c.State, "the contact is untouched")
 }
 
+// panickyStore panics ending the contact "always", and "once" the first
+// time, as a bug in a handler's dependency would.
+type panickyStore struct {
+	*store.KV
+	once     sync.Once
+	panicked atomic.Int32
+}
+
+func (p *panickyStore) check(contactID string) {
+	if contactID == "always" {
+		p.panicked.Add(1)
+		panic("boom: always")
+	}
+	if contactID == "once" {
+		p.once.Do(func() {
+			p.panicked.Add(1)
+			panic("boom: once")
+		})
+	}
+}
+
+func (p *panickyStore) EndContact(ctx context.Context, e store.EndContactParams) (store.EndContactResult, error) {
+	p.check(e.ContactID)
+	return p.KV.EndContact(ctx, e)
+}
+
+func (p *panickyStore) EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome {
+	for _, e := range ps {
+		p.check(e.ContactID)
+	}
+	return p.KV.EndContacts(ctx, ps)
+}
+
 func TestPanicIsRecovered(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{})
-	e.seed("once", "always", "fine")
-	cfg := fastConfig(t)
-	var panicked atomic.Int32
-	cfg.Middleware = []worker.Middleware{func(next worker.Handler) worker.Handler {
-		return func(ctx context.Context, r *worker.Request) (events.Result, error) {
-			if r.Stop.ContactID == "always" || (r.Stop.ContactID == "once" && r.Deliveries == 1) {
-				panicked.Add(1)
-				panic("boom: " + r.Stop.ContactID)
+	for _, batch := range []int{1, 8} {
+		t.Run(fmt.Sprintf("batch size %d", batch), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, worker.TopologyConfig{})
+			e.seed("once", "always", "fine")
+			cfg := fastConfig(t)
+			cfg.Workers, cfg.BatchSize = 8, batch
+			ps := &panickyStore{KV: e.st}
+			e.start(cfg, ps)
+			for _, id := range []string{"once", "always", "fine"} {
+				e.publish("contact.stop.requested.acme", e.request("r-"+id, id), nil)
 			}
-			return next(ctx, r)
-		}
-	}}
-	e.start(cfg, nil)
-	for _, id := range []string{"once", "always", "fine"} {
-		e.publish("contact.stop.requested.acme", e.request("r-"+id, id), nil)
+			got := byRequest(t, e.waitIdle(3))
+			require.NotNil(t, got["r-once"].result.Stopped, "a one-off panic is retried")
+			require.NotNil(t, got["r-fine"].result.Stopped)
+			requireFailed(t, got["r-always"], events.ReasonInternalError)
+			require.Contains(t, got["r-always"].result.Failed.Message, "panic")
+			require.Len(t, readStream(t, e.js, worker.StreamDeadLetter), 1)
+			require.GreaterOrEqual(t, ps.panicked.Load(), int32(cfg.MaxDeliveries))
+		})
 	}
-	got := byRequest(t, e.waitIdle(3))
-	require.NotNil(t, got["r-once"].result.Stopped, "a one-off panic is retried")
-	require.NotNil(t, got["r-fine"].result.Stopped)
-	requireFailed(t, got["r-always"], events.ReasonInternalError)
-	require.Contains(t, got["r-always"].result.Failed.Message, "panic")
-	require.Len(t, readStream(t, e.js, worker.StreamDeadLetter), 1)
 }
 
 func TestServerRestartMidBacklog(t *testing.T) {
@@ -723,6 +809,14 @@ func (b *blockingStore) EndContact(ctx context.Context, _ store.EndContactParams
 	}
 	<-ctx.Done()
 	return store.EndContactResult{}, ctx.Err()
+}
+
+func (b *blockingStore) EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome {
+	outs := make([]store.EndOutcome, len(ps))
+	for i := range outs {
+		_, outs[i].Err = b.EndContact(ctx, ps[i])
+	}
+	return outs
 }
 
 // TestStopDeadlineHandsBack stops a worker whose requests cannot finish:

@@ -32,6 +32,8 @@ type benchOptions struct {
 	natsURL    string
 	count      int
 	workers    int
+	batch      int
+	cpuProfile string
 	rate       int
 	latencyFor time.Duration
 	baseline   bool
@@ -125,7 +127,9 @@ Exit code 0 when verification passed, 1 otherwise.`,
 	f.StringVar(&o.natsURL, "nats-url", "", "server to measure (its contactstop streams are deleted); empty: an embedded server")
 	f.StringVar(&o.dataDir, "data-dir", "", "embedded server: JetStream directory (default: a temporary one, removed after)")
 	f.IntVar(&o.count, "count", 100000, "requests in the backlog (and contacts in the bulk clear)")
-	f.IntVar(&o.workers, "workers", 64, "the worker's --workers and --bulk-workers")
+	f.IntVar(&o.workers, "workers", 256, "the worker's --workers and --bulk-workers")
+	f.IntVar(&o.batch, "batch-size", 64, "the worker's --batch-size")
+	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write pprof CPU profiles to this directory: worker.pprof (the worker process, whole run) and, with the embedded server, server.pprof (this process during the drain)")
 	f.IntVar(&o.rate, "rate", 0, "offered requests per second for the latency phase; 0: skip it")
 	f.DurationVar(&o.latencyFor, "latency-for", 10*time.Second, "length of the latency phase")
 	f.BoolVar(&o.baseline, "baseline", false, "also measure raw JetStream async publishes of 128-byte messages")
@@ -348,6 +352,13 @@ func (b *bench) drain(ctx context.Context) error {
 	if err := b.waitResults(ctx, 1, nil); err != nil {
 		return err
 	}
+	if b.o.cpuProfile != "" && b.o.natsURL == "" {
+		stop, err := startCPUProfile(filepath.Join(b.o.cpuProfile, "server.pprof"))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = stop() }()
+	}
 	start := time.Now()
 	bar = b.bar(b.o.count, "draining")
 	if err := b.waitResults(ctx, uint64(b.o.count), bar); err != nil {
@@ -569,9 +580,12 @@ func (b *bench) startWorker(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.child = exec.Command(exe, "serve", "--nats-url", b.url, "--workers", strconv.Itoa(b.o.workers),
+	b.child = exec.Command(exe, "serve", "--nats-url", b.url, "--workers", strconv.Itoa(b.o.workers), "--batch-size", strconv.Itoa(min(b.o.batch, b.o.workers)),
 		"--bulk-workers", strconv.Itoa(b.o.workers), "--replicas", strconv.Itoa(b.o.replicas),
 		"--max-ack-pending", strconv.Itoa(max(1024, 2*b.o.workers)), "--log-level", "warn")
+	if b.o.cpuProfile != "" {
+		b.child.Args = append(b.child.Args, "--cpu-profile", filepath.Join(b.o.cpuProfile, "worker.pprof"))
+	}
 	b.child.Args = append(b.child.Args, b.o.sec.args()...)
 	b.child.Stdout, b.child.Stderr = os.Stderr, os.Stderr
 	b.child.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "CONTACTSTOP_") })

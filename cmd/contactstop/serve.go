@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -35,6 +37,7 @@ type serveOptions struct {
 	logLevel        string
 	http            string
 	config          string
+	cpuProfile      string
 	sec             natsSecurity
 	serverConfig    string
 	listenTLS       struct{ cert, key, ca string }
@@ -59,6 +62,9 @@ created or updated. SIGINT or SIGTERM stops pulling, finishes in-flight
 requests (handing back any left at --shutdown-timeout) and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("batch-size") {
+				o.worker.BatchSize = min(o.worker.BatchSize, o.worker.Workers)
+			}
 			if !cmd.Flags().Changed("max-ack-pending") {
 				o.topology.MaxAckPending = max(o.topology.MaxAckPending, 2*o.worker.Workers)
 			}
@@ -72,7 +78,8 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.StringVar(&o.dataDir, "data-dir", "./data", "embedded server: JetStream storage directory")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "embedded server: client listen address")
 	f.BoolVar(&o.syncAlways, "sync-always", false, "embedded server: fsync every JetStream write before acknowledging it (survives OS crashes; slower)")
-	f.IntVar(&o.worker.Workers, "workers", 64, "requests handled concurrently by this process")
+	f.IntVar(&o.worker.Workers, "workers", 256, "requests this process has in hand at once (pulled ahead, then decided in batches)")
+	f.IntVar(&o.worker.BatchSize, "batch-size", 64, "most requests decided together (one read, pipelined writes and results); 1 turns batching off (default: the smaller of 64 and --workers)")
 	f.IntVar(&o.topology.MaxAckPending, "max-ack-pending", 1024, "consumer-wide limit of unacknowledged requests; at least 2×workers×replicas of serve (default: the larger of 1024 and 2×workers)")
 	f.DurationVar(&o.topology.AckWait, "ack-wait", 30*time.Second, "redeliver a request not acknowledged within this time")
 	f.IntVar(&o.worker.MaxDeliveries, "max-deliveries", 5, "deliveries before a request that keeps failing transiently ends as INTERNAL_ERROR and is dead-lettered")
@@ -98,6 +105,7 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.StringVar(&o.listenTLS.key, "listen-tls-key", "", "embedded server: PEM key of --listen-tls-cert")
 	f.StringVar(&o.listenTLS.ca, "listen-tls-ca", "", "embedded server: PEM CAs whose client certificates are required (mutual TLS)")
 	o.sec.register(f)
+	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the whole run to this file at shutdown")
 	f.BoolVar(&o.dev, "dev", false, "human-readable console logs instead of JSON")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -122,6 +130,17 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				log.Error("writing the CPU profile", zap.Error(err))
+			}
+		}()
+	}
 	o.worker.MaxAckPending = o.topology.MaxAckPending
 	o.topology.Emergency = o.worker.Emergency
 	o.worker.AckWait = o.topology.AckWait
@@ -261,4 +280,20 @@ func runServe(ctx context.Context, o serveOptions) error {
 		log.Warn("flushing the NATS connection", zap.Error(err))
 	}
 	return nil
+}
+
+// startCPUProfile profiles the process's CPU into path until stop.
+func startCPUProfile(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }

@@ -1,0 +1,4 @@
+package jspub
+
+// ParseAck exposes parseAck to the tests.
+var ParseAck = parseAck
