@@ -28,10 +28,12 @@ import (
 //  1. take the lease (a compare-and-set on the record), or hand the message
 //     back if another live run holds it, or just ack if the request was
 //     completed before;
-//  2. walk the instance's contacts and stop every match through the
-//     per-contact path (CAS at the revision the walk read, then the result
-//     with requestId <bulkId>/<contactId>), BulkWorkers at a time, renewing
-//     the lease and the progress every second;
+//  2. walk the instance's contacts and stop every match (CAS at the
+//     revision the walk read, then the result with requestId
+//     <bulkId>/<contactId>) in batches, as the batched single path does,
+//     BulkWorkers contacts at a time, renewing the lease and the progress
+//     every second; a contact whose batched write or result fails takes
+//     the per-contact path with its retries;
 //  3. publish the one contact.stop.bulk.completed event, mark the record
 //     COMPLETED, ack.
 //
@@ -411,26 +413,40 @@ type bulkItem struct {
 	replay  bool
 }
 
-// walk enumerates the instance's contacts and stops the matching ones,
-// BulkWorkers at a time. It returns the first error of any contact, having
-// stopped the rest.
+// walk enumerates the instance's contacts and stops the matching ones in
+// batches of BatchSize, BulkWorkers contacts at a time. It returns the
+// first error of any contact, having stopped the rest.
 func (r *bulkRun) walk(ctx context.Context) error {
 	w := r.w
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	items := make(chan bulkItem, w.cfg.BulkWorkers)
+	size := max(1, min(w.cfg.BatchSize, w.cfg.BulkWorkers))
+	batches := make(chan []bulkItem)
 	var wg sync.WaitGroup
-	for range w.cfg.BulkWorkers {
+	for range max(1, w.cfg.BulkWorkers/size) {
 		wg.Go(func() {
-			for it := range items {
+			for batch := range batches {
 				if ctx.Err() != nil {
 					continue
 				}
-				if err := r.stopOne(ctx, it); err != nil {
+				if err := r.stopBatch(ctx, batch); err != nil {
 					cancel(err)
 				}
 			}
 		})
+	}
+	batch := make([]bulkItem, 0, size)
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		select {
+		case batches <- batch:
+			batch = make([]bulkItem, 0, size)
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
 	}
 	err := w.store.ListContacts(ctx, r.spec.instanceID, func(c store.Contact) error {
 		var it bulkItem
@@ -454,14 +470,15 @@ func (r *bulkRun) walk(ctx context.Context) error {
 		if w.hooks.bulkItem != nil && w.hooks.bulkItem(r.spec.bulkID, int(n)) {
 			return errBulkAbandoned
 		}
-		select {
-		case items <- it:
-			return nil
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		if batch = append(batch, it); len(batch) == size {
+			return send()
 		}
+		return nil
 	})
-	close(items)
+	if err == nil {
+		err = send()
+	}
+	close(batches)
 	wg.Wait()
 	if cause := context.Cause(ctx); cause != nil {
 		return cause
@@ -469,12 +486,9 @@ func (r *bulkRun) walk(ctx context.Context) error {
 	return err
 }
 
-// stopOne stops one contact through the per-contact path and publishes its
-// result.
-func (r *bulkRun) stopOne(ctx context.Context, it bulkItem) error {
-	w := r.w
-	c := it.contact
-	req := &Request{
+// itemRequest is the per-contact request of a bulk run for contact c.
+func (r *bulkRun) itemRequest(c store.Contact) *Request {
+	return &Request{
 		Identity: events.BulkItemRequestID(r.spec.bulkID, c.ContactID),
 		Stop: events.StopRequest{ContactID: c.ContactID, InstanceID: c.InstanceID,
 			DisconnectReason: r.spec.disconnectReason},
@@ -483,6 +497,112 @@ func (r *bulkRun) stopOne(ctx context.Context, it bulkItem) error {
 		Deliveries: r.req.Deliveries,
 		StreamSeq:  r.req.StreamSeq,
 	}
+}
+
+// stopBatch stops a batch of contacts: their compare-and-set writes at the
+// revisions the walk read, then their results, each group published
+// without waiting in between. A contact whose write or result fails takes
+// stopOne, with its retries.
+func (r *bulkRun) stopBatch(ctx context.Context, batch []bulkItem) error {
+	w := r.w
+	if !r.leaseValid() {
+		return errBulkLeaseLost
+	}
+	reqs := make([]*Request, len(batch))
+	results := make([]events.Result, len(batch))
+	decided := make([]bool, len(batch))
+	var ends []store.EndContactParams
+	var endOf []int
+	for i, it := range batch {
+		reqs[i] = r.itemRequest(it.contact)
+		if it.replay {
+			results[i], decided[i] = stoppedResult(reqs[i], it.contact), true
+			continue
+		}
+		ends = append(ends, w.endParams(reqs[i], &batch[i].contact))
+		endOf = append(endOf, i)
+	}
+	if len(ends) > 0 {
+		for k, o := range w.store.EndContacts(ctx, ends) {
+			i := endOf[k]
+			if res, err := endResult(reqs[i], o.Result, o.Err); err == nil {
+				results[i], decided[i] = res, true
+			}
+		}
+	}
+
+	var slow errs
+	var msgs []*nats.Msg
+	var msgOf []int
+	for i := range batch {
+		if !decided[i] {
+			slow.Go(func() error { return r.stopOne(ctx, batch[i]) })
+			continue
+		}
+		msg, err := w.resultMsg(reqs[i], results[i])
+		if err != nil {
+			return fmt.Errorf("result of contact %q: %w", batch[i].contact.ContactID, err)
+		}
+		msgs, msgOf = append(msgs, msg), append(msgOf, i)
+	}
+	for k, ack := range w.pub.Publish(ctx, msgs, w.cfg.RetryMaxElapsed) {
+		i := msgOf[k]
+		if ack.Err != nil {
+			slow.Go(func() error {
+				if _, err := w.publishResult(ctx, reqs[i], results[i]); err != nil {
+					return fmt.Errorf("result of contact %q: %w", batch[i].contact.ContactID, err)
+				}
+				r.count(results[i])
+				return nil
+			})
+			continue
+		}
+		r.count(results[i])
+	}
+	return slow.Wait()
+}
+
+// errs runs functions in goroutines and keeps the first error.
+type errs struct {
+	wg    sync.WaitGroup
+	once  sync.Once
+	first error
+}
+
+func (e *errs) Go(fn func() error) {
+	e.wg.Go(func() {
+		if err := fn(); err != nil {
+			e.once.Do(func() { e.first = err })
+		}
+	})
+}
+
+// Wait waits for every function and returns the first error.
+func (e *errs) Wait() error {
+	e.wg.Wait()
+	return e.first
+}
+
+// count counts a contact whose result is stored.
+func (r *bulkRun) count(res events.Result) {
+	r.done.Add(1)
+	r.w.cfg.Metrics.bulkItem(res)
+	if res.Stopped != nil {
+		r.stopped.Add(1)
+		return
+	}
+	r.failed.Add(1)
+	r.mu.Lock()
+	r.reasons[res.Failed.ReasonCode]++
+	r.mu.Unlock()
+}
+
+// stopOne stops one contact through the per-contact path and publishes its
+// result.
+func (r *bulkRun) stopOne(ctx context.Context, it bulkItem) error {
+	w := r.w
+	c := it.contact
+	req := r.itemRequest(c)
 	var res events.Result
 	if it.replay {
 		res = stoppedResult(req, c)
@@ -513,16 +633,7 @@ func (r *bulkRun) stopOne(ctx context.Context, it bulkItem) error {
 	if _, err := w.publishResult(ctx, req, res); err != nil {
 		return fmt.Errorf("result of contact %q: %w", c.ContactID, err)
 	}
-	r.done.Add(1)
-	w.cfg.Metrics.bulkItem(res)
-	if res.Stopped != nil {
-		r.stopped.Add(1)
-		return nil
-	}
-	r.failed.Add(1)
-	r.mu.Lock()
-	r.reasons[res.Failed.ReasonCode]++
-	r.mu.Unlock()
+	r.count(res)
 	return nil
 }
 
