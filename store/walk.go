@@ -30,6 +30,14 @@ const walkInactive = 2 * time.Minute
 // unclassified error; a lost connection, a server restart or a timeout stops
 // it with a wrapped transient error, and the caller may walk again.
 func (s *KV) ListContacts(ctx context.Context, instanceID string, fn func(Contact) error) error {
+	return s.WalkContacts(ctx, instanceID, nil, fn)
+}
+
+// WalkContacts is ListContacts with skip, which, when not nil, is asked
+// about each contact by id before its record is decoded: true passes the
+// contact over. A bulk run skips its own writes, which the walk delivers
+// again, this way.
+func (s *KV) WalkContacts(ctx context.Context, instanceID string, skip func(contactID string) bool, fn func(Contact) error) error {
 	if err := validateInstanceID(instanceID); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidContact, err)
 	}
@@ -38,6 +46,9 @@ func (s *KV) ListContacts(ctx context.Context, instanceID string, fn func(Contac
 		inst, id, err := ParseContactKey(key)
 		if err != nil {
 			return err
+		}
+		if skip != nil && skip(id) {
+			return nil
 		}
 		c, err := decodeContact(inst, id, data, rev)
 		if err != nil {

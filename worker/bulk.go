@@ -448,13 +448,15 @@ func (r *bulkRun) walk(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 	}
-	err := w.store.ListContacts(ctx, r.spec.instanceID, func(c store.Contact) error {
+	// The live walk delivers this run's own writes again: skipped unread.
+	dispatched := func(contactID string) bool {
+		_, ok := r.mine[maphash.String(r.seed, contactID)]
+		return ok
+	}
+	err := w.store.WalkContacts(ctx, r.spec.instanceID, dispatched, func(c store.Contact) error {
 		var it bulkItem
 		h := maphash.String(r.seed, c.ContactID)
-		_, dispatched := r.mine[h]
 		switch {
-		case dispatched:
-			return nil // this run's own write, delivered again by the live walk
 		case c.State == store.StateEnded:
 			if c.EndedBy != events.BulkItemRequestID(r.spec.bulkID, c.ContactID) {
 				return nil // ended by another request

@@ -52,7 +52,7 @@ type Store interface {
 	EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome
 
 	// For bulk requests.
-	ListContacts(ctx context.Context, instanceID string, fn func(store.Contact) error) error
+	WalkContacts(ctx context.Context, instanceID string, skip func(contactID string) bool, fn func(store.Contact) error) error
 	GetBulk(ctx context.Context, instanceID, bulkID string) (store.BulkRecord, error)
 	PutBulk(ctx context.Context, r store.BulkRecord) (store.BulkRecord, error)
 }

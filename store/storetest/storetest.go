@@ -38,6 +38,7 @@ type Store interface {
 	PutContact(ctx context.Context, c store.Contact) (store.Contact, error)
 	GetContact(ctx context.Context, instanceID, contactID string) (store.Contact, error)
 	ListContacts(ctx context.Context, instanceID string, fn func(store.Contact) error) error
+	WalkContacts(ctx context.Context, instanceID string, skip func(contactID string) bool, fn func(store.Contact) error) error
 	SeedContacts(ctx context.Context, contacts iter.Seq[store.Contact]) (int, error)
 	EndContact(ctx context.Context, p store.EndContactParams) (store.EndContactResult, error)
 	EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome
@@ -64,6 +65,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"AwkwardContactIDs", testAwkwardContactIDs},
 		{"ListContactsOneInstance", testListContactsOneInstance},
 		{"ListContactsEarlyStop", testListContactsEarlyStop},
+		{"WalkContactsSkip", testWalkContactsSkip},
 		{"EndContact", testEndContact},
 		{"EndContactErrors", testEndContactErrors},
 		{"EndContactConcurrent", testEndContactConcurrent},
@@ -899,4 +901,24 @@ func testEndContactsConcurrent(t *testing.T, s Store) {
 		require.Len(t, winners[id], 1, "%s reported ended by %v", id, winners[id])
 		require.Equal(t, winners[id][0], got.EndedBy, id)
 	}
+}
+
+// testWalkContactsSkip walks with a skip function: it is asked about every
+// contact, and the ones it skips are not passed on.
+func testWalkContactsSkip(t *testing.T, s Store) {
+	c := ctx(t)
+	for _, id := range []string{"keep-1", "skip-1", "keep-2", "skip-2", "a.b c"} {
+		_, err := s.PutContact(c, contact("acme", id))
+		require.NoError(t, err)
+	}
+	var asked, got []string
+	require.NoError(t, s.WalkContacts(c, "acme", func(id string) bool {
+		asked = append(asked, id)
+		return strings.HasPrefix(id, "skip-")
+	}, func(ct store.Contact) error {
+		got = append(got, ct.ContactID)
+		return nil
+	}))
+	require.ElementsMatch(t, []string{"keep-1", "skip-1", "keep-2", "skip-2", "a.b c"}, asked, "asked by contactId, decoded")
+	require.ElementsMatch(t, []string{"keep-1", "keep-2", "a.b c"}, got)
 }
