@@ -177,18 +177,13 @@ func (s *KV) multiLast(ctx context.Context, keys []string, found map[string]last
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	nc := s.js.Conn()
-	inbox := nc.NewInbox()
-	// At most one answer per key and the end-of-batch status: a channel
-	// that size never drops one (SubscribeSync's default would allocate
-	// room for 65,536 per call).
-	answers := make(chan *nats.Msg, len(keys)+1)
-	sub, err := nc.ChanSubscribe(inbox, answers)
+	// At most one answer per key and the end-of-batch status.
+	inbox, answers, release, err := s.replies.Open(len(keys) + 1)
 	if err != nil {
 		return fmt.Errorf("batched read: %w", err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+s.contactsStream, inbox, body); err != nil {
+	defer release()
+	if err := s.js.Conn().PublishRequest("$JS.API.DIRECT.GET."+s.contactsStream, inbox, body); err != nil {
 		return fmt.Errorf("batched read: %w", err)
 	}
 	for {

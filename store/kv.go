@@ -96,8 +96,9 @@ type KV struct {
 	contacts  jetstream.KeyValue
 	instances jetstream.KeyValue
 	bulks     jetstream.KeyValue
-	// pub publishes EndContacts' writes.
-	pub *jspub.Publisher
+	// pub publishes EndContacts' writes; replies receives its reads.
+	pub     *jspub.Publisher
+	replies *jspub.Replies
 
 	// Names of the streams behind the buckets and their subject prefixes
 	// ("$KV.<bucket>.").
@@ -131,7 +132,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 		now:             func() time.Time { return time.Now().UTC() },
 	}
 	var err error
-	s.pub = jspub.New(js.Conn())
+	s.pub, s.replies = jspub.New(js.Conn()), jspub.NewReplies(js.Conn())
 	s.contacts, err = openBucket(ctx, js, cfg.KeepExisting, jetstream.KeyValueConfig{
 		Bucket:      cfg.ContactsBucket,
 		Description: "contactstop contacts: key <instanceId>.<escaped contactId>, value JSON (docs/store.md)",

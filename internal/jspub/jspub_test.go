@@ -146,3 +146,46 @@ func TestParseAck(t *testing.T) {
 		require.Error(t, jspub.ParseAck(&nats.Msg{Data: []byte(body)}).Err, body)
 	}
 }
+
+// TestReplies routes the replies of concurrent requests, each to its own
+// channel, through one subscription.
+func TestReplies(t *testing.T) {
+	t.Parallel()
+	nc, _ := setup(t)
+	echo, err := nc.Subscribe("echo", func(m *nats.Msg) {
+		for range 3 { // three replies to every request
+			_ = m.Respond(m.Data)
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = echo.Unsubscribe() })
+	r := jspub.NewReplies(nc)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			subject, replies, release, err := r.Open(2)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer release()
+			body := fmt.Sprint(i)
+			if err := nc.PublishRequest("echo", subject, []byte(body)); err != nil {
+				t.Error(err)
+				return
+			}
+			for range 2 {
+				select {
+				case m := <-replies:
+					if string(m.Data) != body {
+						t.Errorf("request %d got %q", i, m.Data)
+					}
+				case <-time.After(5 * time.Second):
+					t.Errorf("request %d: no reply", i)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
