@@ -61,6 +61,10 @@ type benchReport struct {
 	LatencyRate  int                `json:"latencyOfferedPerSecond,omitempty"`
 	LatencyCount int                `json:"latencyRequests,omitempty"`
 	LatencyMS    map[string]float64 `json:"latencyMillis,omitempty"`
+	// LatencyRSSMiB is the worker's resident memory during the latency
+	// phase, sampled every second: the mean of the first and of the last
+	// tenth of the samples, and the largest.
+	LatencyRSSMiB map[string]float64 `json:"latencyRssMiB,omitempty"`
 
 	WorkerCPUSeconds float64 `json:"workerCpuSeconds"`
 	WorkerPeakRSSMiB float64 `json:"workerPeakRssMiB"`
@@ -413,6 +417,7 @@ func (b *bench) latency(ctx context.Context) error {
 		return err
 	}
 	b.say("latency: %d requests at %d/s", n, b.o.rate)
+	stopSampling := b.sampleRSS()
 	bar := b.bar(n, "latency")
 	interval := time.Second / time.Duration(b.o.rate)
 	start := time.Now()
@@ -434,6 +439,7 @@ func (b *bench) latency(ctx context.Context) error {
 	case <-time.After(time.Minute):
 		return fmt.Errorf("latency: only %d of %d results arrived within a minute", arrived, n)
 	}
+	b.rep.LatencyRSSMiB = stopSampling()
 	if err := b.waitResults(ctx, base+uint64(n), nil); err != nil {
 		return err
 	}
@@ -442,6 +448,65 @@ func (b *bench) latency(ctx context.Context) error {
 	b.rep.LatencyRate, b.rep.LatencyCount = b.o.rate, n
 	b.rep.LatencyMS = map[string]float64{"p50": pct(.50), "p90": pct(.90), "p99": pct(.99), "max": pct(1)}
 	return nil
+}
+
+// sampleRSS samples the worker's resident memory every second until the
+// returned function is called, which summarizes the samples: the mean of
+// the first and of the last tenth, and the largest (nil without samples).
+func (b *bench) sampleRSS() (stop func() map[string]float64) {
+	if b.child == nil || b.child.Process == nil {
+		return func() map[string]float64 { return nil }
+	}
+	pid := b.child.Process.Pid
+	done := make(chan struct{})
+	samples := make(chan []float64, 1)
+	go func() {
+		var got []float64
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				if rss, err := procRSS(pid); err == nil {
+					got = append(got, rss)
+				}
+			case <-done:
+				samples <- got
+				return
+			}
+		}
+	}()
+	return func() map[string]float64 {
+		close(done)
+		got := <-samples
+		if len(got) == 0 {
+			return nil
+		}
+		tenth := max(1, len(got)/10)
+		mean := func(xs []float64) float64 {
+			sum := 0.0
+			for _, x := range xs {
+				sum += x
+			}
+			return sum / float64(len(xs))
+		}
+		return map[string]float64{"first": mean(got[:tenth]), "last": mean(got[len(got)-tenth:]), "max": slices.Max(got)}
+	}
+}
+
+// procRSS reads a process's current resident memory (MiB) from /proc.
+func procRSS(pid int) (float64, error) {
+	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc status")
 }
 
 // requestIDOf extracts the requestId of a result body without a full decode.
@@ -667,6 +732,10 @@ func printBenchTable(out io.Writer, r *benchReport) {
 	if r.LatencyCount > 0 {
 		fmt.Fprintf(tw, "latency at %d/s (%d requests)\tp50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 			r.LatencyRate, r.LatencyCount, r.LatencyMS["p50"], r.LatencyMS["p90"], r.LatencyMS["p99"], r.LatencyMS["max"])
+	}
+	if r.LatencyRSSMiB != nil {
+		fmt.Fprintf(tw, "worker RSS while at that rate\tfirst tenth %.1f MiB, last tenth %.1f MiB, max %.1f MiB\n",
+			r.LatencyRSSMiB["first"], r.LatencyRSSMiB["last"], r.LatencyRSSMiB["max"])
 	}
 	if r.BulkSeconds > 0 {
 		fmt.Fprintf(tw, "bulk clear\t%.0f stops/s (%.2fs, request to completion)\n", r.BulkStopsPerS, r.BulkSeconds)
