@@ -1,0 +1,50 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestMain lets this test binary stand in for contactstop when bench starts
+// its worker as a child process (os.Executable is the test binary then).
+func TestMain(m *testing.M) {
+	if os.Getenv("CS_TEST_AS_CONTACTSTOP") == "1" {
+		os.Args = append([]string{"contactstop"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestBench runs a small bench end to end on the embedded server: every
+// phase reports, and verification passes.
+func TestBench(t *testing.T) {
+	t.Setenv("CS_TEST_AS_CONTACTSTOP", "1")
+	prof := t.TempDir()
+	out, err := run(t, "bench", "--count", "500", "--workers", "16", "--batch-size", "8", "--baseline",
+		"--rate", "200", "--latency-for", "3s", "--bulk", "--json", "--cpu-profile", prof)
+	require.NoError(t, err)
+	var rep benchReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	require.True(t, rep.Verified, rep.Problems)
+	require.Equal(t, 500, rep.Requests)
+	require.Positive(t, rep.DrainStopsPerS)
+	require.Positive(t, rep.BaselineMsgsPS)
+	require.InDelta(t, rep.DrainStopsPerS/rep.BaselineMsgsPS, rep.DrainToBaseline, 1e-9)
+	require.Equal(t, 600, rep.LatencyCount)
+	require.Positive(t, rep.LatencyMS["p50"])
+	require.GreaterOrEqual(t, rep.LatencyMS["max"], rep.LatencyMS["p99"])
+	require.Positive(t, rep.LatencyRSSMiB["max"])
+	require.Positive(t, rep.BulkStopsPerS)
+	require.Positive(t, rep.WorkerCPUSeconds)
+	require.Positive(t, rep.WorkerPeakRSSMiB)
+	for _, f := range []string{"worker.pprof", "server.pprof"} {
+		st, err := os.Stat(filepath.Join(prof, f))
+		require.NoError(t, err, f)
+		require.Positive(t, st.Size(), f)
+	}
+}
