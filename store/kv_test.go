@@ -35,6 +35,34 @@ func TestKV(t *testing.T) {
 	})
 }
 
+// TestFrontMarker sees the front marker written once, as the bucket's first
+// message, kept by a second Open, and returned by no listing.
+func TestFrontMarker(t *testing.T) {
+	t.Parallel()
+	_, js, kv := setup(t)
+	ctx := t.Context()
+	raw, err := js.KeyValue(ctx, "contactstop-contacts")
+	require.NoError(t, err)
+	e, err := raw.Get(ctx, store.FrontKey)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, e.Revision(), "the first message of a new bucket")
+
+	_, err = kv.PutContact(ctx, store.Contact{InstanceID: "acme", ContactID: "c-1", State: store.StateQueued, Channel: store.ChannelVoice})
+	require.NoError(t, err)
+	_, err = store.Open(ctx, js, store.Config{})
+	require.NoError(t, err)
+	e, err = raw.Get(ctx, store.FrontKey)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, e.Revision(), "not rewritten by another Open")
+
+	for _, inst := range []string{"acme", "=front", ""} {
+		_ = kv.ListContacts(ctx, inst, func(c store.Contact) error {
+			require.Equal(t, "c-1", c.ContactID)
+			return nil
+		})
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
 	for name, cfg := range map[string]store.Config{

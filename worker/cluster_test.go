@@ -455,7 +455,8 @@ func (ce *clusterEnv) verify() {
 	}))
 
 	// The bucket keeps one revision per key, but its stream's sequence
-	// counts every write: n seeds, then exactly one end per contact.
+	// counts every write: the front marker, n seeds, then exactly one end
+	// per contact.
 	s, err := ce.js.Stream(ctx, "KV_contactstop-contacts")
 	require.NoError(t, err)
 	info, err := s.Info(ctx)
@@ -473,10 +474,10 @@ func (ce *clusterEnv) verify() {
 	t.Logf("%d deliveries of %d requests", cinfo.Delivered.Consumer, ce.n)
 
 	t.Logf("verified: results missing %d, duplicated %d, failed %d, unknown %d; contacts %d, not ended %d, ended by another request %d; contact writes %d (want %d); dead letters %d",
-		missing, duplicated, failed, unknown, contacts, notEnded, endedByOther, info.State.LastSeq, 2*ce.n, deadLetters)
+		missing, duplicated, failed, unknown, contacts, notEnded, endedByOther, info.State.LastSeq, 2*ce.n+1, deadLetters)
 	require.Empty(t, problems, "invariants broken")
 	require.Equal(t, ce.n, contacts, "contacts listed")
-	require.EqualValues(t, 2*ce.n, info.State.LastSeq, "writes to the contacts bucket: one seed and one end per contact")
+	require.EqualValues(t, 2*ce.n+1, info.State.LastSeq, "writes to the contacts bucket: the front marker, one seed and one end per contact")
 	require.Zero(t, deadLetters, "nothing dead-lettered")
 }
 
