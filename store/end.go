@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -134,9 +133,5 @@ func decideEnd(c Contact, p EndContactParams, at time.Time) (res EndContactResul
 	ended.EndedBy = p.RequestID
 	ended.DisconnectReason = p.DisconnectReason
 	ended.Revision = 0
-	data, err = json.Marshal(ended)
-	if err != nil {
-		return EndContactResult{}, nil, true, fmt.Errorf("store: end contact %s/%q: %w", p.InstanceID, p.ContactID, err)
-	}
-	return EndContactResult{Contact: ended}, data, false, nil
+	return EndContactResult{Contact: ended}, ended.appendRecord(make([]byte, 0, 384)), false, nil
 }

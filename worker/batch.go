@@ -137,12 +137,7 @@ func (w *Worker) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 		if w.hooks.afterDecide != nil && w.hooks.afterDecide(it.req, it.res) {
 			continue
 		}
-		out, err := w.resultMsg(it.req, it.res)
-		if err != nil { // cannot happen with the events types
-			slow.Go(func() { w.deliver(ctx, it.req, it.res, w.log.With(requestFields(it.req)...), start) })
-			continue
-		}
-		outs, outOf = append(outs, out), append(outOf, i)
+		outs, outOf = append(outs, w.resultMsg(it.req, it.res)), append(outOf, i)
 	}
 	for k, ack := range w.pub.Publish(ctx, outs, w.cfg.RetryMaxElapsed) {
 		it := &items[outOf[k]]

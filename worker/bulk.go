@@ -541,11 +541,7 @@ func (r *bulkRun) stopBatch(ctx context.Context, batch []bulkItem) error {
 			slow.Go(func() error { return r.stopOne(ctx, batch[i]) })
 			continue
 		}
-		msg, err := w.resultMsg(reqs[i], results[i])
-		if err != nil {
-			return fmt.Errorf("result of contact %q: %w", batch[i].contact.ContactID, err)
-		}
-		msgs, msgOf = append(msgs, msg), append(msgOf, i)
+		msgs, msgOf = append(msgs, w.resultMsg(reqs[i], results[i])), append(msgOf, i)
 	}
 	for k, ack := range w.pub.Publish(ctx, msgs, w.cfg.RetryMaxElapsed) {
 		i := msgOf[k]

@@ -12,7 +12,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -456,12 +455,9 @@ func (w *Worker) acknowledge(req *Request, res events.Result, ack *jetstream.Pub
 // publishResult publishes a request's result, retrying transient errors,
 // and returns JetStream's acknowledgement.
 func (w *Worker) publishResult(ctx context.Context, req *Request, res events.Result) (*jetstream.PubAck, error) {
-	out, err := w.resultMsg(req, res)
-	if err != nil { // cannot happen with the events types
-		return nil, fmt.Errorf("encode result: %w", err)
-	}
+	out := w.resultMsg(req, res)
 	var ack *jetstream.PubAck
-	err = w.retry(ctx, req, func() (err error) {
+	err := w.retry(ctx, req, func() (err error) {
 		ack, err = w.js.PublishMsg(ctx, out)
 		return err
 	})
@@ -469,20 +465,16 @@ func (w *Worker) publishResult(ctx context.Context, req *Request, res events.Res
 }
 
 // resultMsg encodes a result with its subject and headers.
-func (w *Worker) resultMsg(req *Request, res events.Result) (*nats.Msg, error) {
+func (w *Worker) resultMsg(req *Request, res events.Result) *nats.Msg {
 	var subject string
-	var data []byte
-	var err error
+	data := make([]byte, 0, 320)
 	if res.Stopped != nil {
 		subject = events.StoppedSubject(res.Stopped.InstanceID)
-		data, err = json.Marshal(res.Stopped)
+		data = res.Stopped.AppendJSON(data)
 	} else {
 		res.Failed.FailedAt = w.cfg.Now().UTC()
 		subject = events.StopFailedSubject(req.Instance)
-		data, err = json.Marshal(res.Failed)
-	}
-	if err != nil {
-		return nil, err
+		data = res.Failed.AppendJSON(data)
 	}
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	m.Header.Set(events.HeaderMsgID, events.ResultMsgID(req.Instance, req.Stop.ContactID, req.Identity))
@@ -491,7 +483,7 @@ func (w *Worker) resultMsg(req *Request, res events.Result) (*nats.Msg, error) {
 			m.Header.Set(h, v)
 		}
 	}
-	return m, nil
+	return m
 }
 
 func (w *Worker) redeliveryDelay(deliveries uint64) time.Duration {

@@ -1,0 +1,33 @@
+package store
+
+import "github.com/contactstop/contactstop/internal/jsonx"
+
+// appendRecord appends c's record, byte for byte what json.Marshal(c)
+// writes, without reflection (the worker writes one per stop).
+func (c *Contact) appendRecord(b []byte) []byte {
+	b = append(b, '{')
+	b = jsonx.String(jsonx.Field(b, "contactId"), c.ContactID)
+	b = jsonx.String(jsonx.Field(b, "instanceId"), c.InstanceID)
+	b = jsonx.String(jsonx.Field(b, "state"), string(c.State))
+	if c.QueueID != "" {
+		b = jsonx.String(jsonx.Field(b, "queueId"), c.QueueID)
+	}
+	b = jsonx.String(jsonx.Field(b, "channel"), string(c.Channel))
+	if !c.EnqueuedAt.IsZero() {
+		b = jsonx.Time(jsonx.Field(b, "enqueuedAt"), c.EnqueuedAt)
+	}
+	b = jsonx.Time(jsonx.Field(b, "updatedAt"), c.UpdatedAt)
+	if !c.EndedAt.IsZero() {
+		b = jsonx.Time(jsonx.Field(b, "endedAt"), c.EndedAt)
+	}
+	if c.EndedBy != "" {
+		b = jsonx.String(jsonx.Field(b, "endedBy"), c.EndedBy)
+	}
+	if c.DisconnectReason != "" {
+		b = jsonx.String(jsonx.Field(b, "disconnectReason"), c.DisconnectReason)
+	}
+	if c.PreviousState != "" {
+		b = jsonx.String(jsonx.Field(b, "previousState"), string(c.PreviousState))
+	}
+	return append(b, '}')
+}
