@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,6 +49,11 @@ type BulkRecord struct {
 	StartedAt   time.Time      `json:"startedAt"`
 	UpdatedAt   time.Time      `json:"updatedAt"`
 	CompletedAt time.Time      `json:"completedAt,omitzero"`
+	// PendingSlots is true once a run of a version that records pending
+	// contacts (PutBulkPending) has taken the bulk request: a run taking
+	// over a record without it republishes every earlier result, as
+	// before.
+	PendingSlots bool `json:"pendingSlots,omitempty"`
 	// Revision is the KV revision the record was read at (not stored).
 	Revision uint64 `json:"-"`
 }
@@ -121,4 +127,105 @@ func (s *KV) PutBulk(ctx context.Context, r BulkRecord) (BulkRecord, error) {
 	}
 	r.Revision = rev
 	return r, nil
+}
+
+// A bulk run records, before it writes a batch of contacts, which contacts
+// it is about to end and answer for, in a slot of its own next to the bulk
+// record (key "<bulk key>.p.<run>.<slot>"), and empties the slot once their
+// results are stored. A run that takes over reads every slot: those
+// contacts are the only ones an earlier run may have ended without a stored
+// result, so they are the only results it publishes again.
+
+// bulkPending is the value of a slot.
+type bulkPending struct {
+	Run        int      `json:"run"`
+	ContactIDs []string `json:"contactIds"`
+}
+
+// PutBulkPending replaces what slot slot of run run of the bulk request
+// holds with contactIDs (none empties it). It returns once the slot is
+// stored.
+func (s *KV) PutBulkPending(ctx context.Context, instanceID, bulkID string, run, slot int, contactIDs []string) error {
+	key, err := bulkKey(instanceID, bulkID)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(bulkPending{Run: run, ContactIDs: contactIDs})
+	if err != nil {
+		return err
+	}
+	key += ".p." + strconv.Itoa(run) + "." + strconv.Itoa(slot)
+	if _, err := s.bulks.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("store: put pending contacts of bulk %s/%q: %w", instanceID, bulkID, err)
+	}
+	return nil
+}
+
+// ClearBulkPending empties slot slot of run run without waiting for the
+// server. The write is ordered after every earlier and before every later
+// write of this store's connection, so a later PutBulkPending of the same
+// slot is never overwritten by it; if it is lost, a run taking over only
+// publishes those results again.
+func (s *KV) ClearBulkPending(instanceID, bulkID string, run, slot int) error {
+	key, err := bulkKey(instanceID, bulkID)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(bulkPending{Run: run})
+	if err != nil {
+		return err
+	}
+	key += ".p." + strconv.Itoa(run) + "." + strconv.Itoa(slot)
+	if err := s.js.Conn().Publish(s.bulksPrefix+key, data); err != nil {
+		return fmt.Errorf("store: clear pending contacts of bulk %s/%q: %w", instanceID, bulkID, err)
+	}
+	return nil
+}
+
+// BulkPending returns the contact ids in every slot of the bulk request
+// (each once), and the slots' keys for DeleteBulkPending.
+func (s *KV) BulkPending(ctx context.Context, instanceID, bulkID string) (contactIDs, slots []string, err error) {
+	key, err := bulkKey(instanceID, bulkID)
+	if err != nil {
+		return nil, nil, err
+	}
+	seen := map[string]bool{}
+	err = s.walk(ctx, s.bulksStream, s.bulksPrefix, key+".p.>", func(slot string, data []byte, _ uint64) error {
+		var p bulkPending
+		if err := json.Unmarshal(data, &p); err != nil {
+			return fmt.Errorf("slot %s: %w", slot, err)
+		}
+		slots = append(slots, slot)
+		for _, id := range p.ContactIDs {
+			if !seen[id] {
+				seen[id] = true
+				contactIDs = append(contactIDs, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: pending contacts of bulk %s/%q: %w", instanceID, bulkID, err)
+	}
+	return contactIDs, slots, nil
+}
+
+// DeleteBulkPending removes slots returned by BulkPending.
+func (s *KV) DeleteBulkPending(ctx context.Context, slots []string) error {
+	for _, slot := range slots {
+		if err := s.bulks.Purge(ctx, slot); err != nil {
+			return fmt.Errorf("store: delete pending slot %s: %w", slot, err)
+		}
+	}
+	return nil
+}
+
+// ContactsSequence returns the contacts bucket's last sequence: every
+// contact record written before the call has a Revision at most this.
+func (s *KV) ContactsSequence(ctx context.Context) (uint64, error) {
+	st, err := s.js.Stream(ctx, s.contactsStream)
+	if err != nil {
+		return 0, fmt.Errorf("store: contacts stream: %w", err)
+	}
+	return st.CachedInfo().State.LastSeq, nil
 }

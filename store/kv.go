@@ -103,6 +103,7 @@ type KV struct {
 	// Names of the streams behind the buckets and their subject prefixes
 	// ("$KV.<bucket>.").
 	contactsStream, contactsPrefix   string
+	bulksStream, bulksPrefix         string
 	instancesStream, instancesPrefix string
 
 	// known caches the ids of instances seen to exist. Instances are never
@@ -129,6 +130,8 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 		contactsPrefix:  "$KV." + cfg.ContactsBucket + ".",
 		instancesStream: "KV_" + cfg.InstancesBucket,
 		instancesPrefix: "$KV." + cfg.InstancesBucket + ".",
+		bulksStream:     "KV_" + cfg.BulksBucket,
+		bulksPrefix:     "$KV." + cfg.BulksBucket + ".",
 		now:             func() time.Time { return time.Now().UTC() },
 	}
 	var err error

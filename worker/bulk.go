@@ -41,12 +41,23 @@ import (
 // delivery, which walks again. The run remembers every contact it
 // dispatched; a contact ENDED by this bulk that it did not dispatch was
 // ended by an earlier (or a late, paused) run: it counts as matched and
-// stopped, and its result is published again (dropped as a duplicate). The
-// live walk also delivers the run's own writes again: they are skipped.
-// Nothing is stopped twice (every write is a CAS with the same requestId),
-// nothing is missed, and the completion event has a Nats-Msg-Id derived
-// from the bulk, so it is stored once. A run that loses its lease hands the
-// request back; it never answers for a bulk another runner holds.
+// stopped. The live walk also delivers the run's own writes again: they are
+// skipped. Nothing is stopped twice (every write is a CAS with the same
+// requestId), nothing is missed, and the completion event has a Nats-Msg-Id
+// derived from the bulk, so it is stored once. A run that loses its lease
+// hands the request back; it never answers for a bulk another runner holds.
+//
+// Results lost to a crash. Before a batch's writes, its goroutine records
+// the batch's contacts in a pending slot of its own in the bulks bucket
+// (PutBulkPending), and empties it once their results are stored. A run
+// that takes over reads the contacts bucket's last sequence, then every
+// slot: the contacts in them are the only ones an earlier run may have
+// ended without a stored result, and it publishes their results again
+// before it walks. A contact an earlier run ended later than that sequence
+// (a paused run's late write, whose slot the read may have missed) has its
+// result published again by the walk. Every other earlier result is stored
+// already and is only counted, so a request taken over again and again, for
+// longer than the duplicate window, does not store results twice.
 
 var (
 	errBulkBusy      = errors.New("another runner holds the bulk request's lease")
@@ -261,6 +272,15 @@ type bulkRun struct {
 
 	matched, done, stopped, failed atomic.Int64
 	reasons                        map[events.ReasonCode]int
+
+	run int // the run's number, from the record
+	// boundary is the contacts bucket's last sequence before the pending
+	// slots were read: an earlier run's write above it may lack its
+	// result. republishAll is set when the previous run did not keep
+	// pending slots (an older version): every earlier result is
+	// published again, as that version did.
+	boundary     uint64
+	republishAll bool
 }
 
 // runBulk carries out a bulk request; see the comment at the top of this
@@ -269,6 +289,10 @@ func (w *Worker) runBulk(ctx context.Context, req *Request, spec *bulkSpec, fina
 	r := &bulkRun{w: w, req: req, spec: spec, final: final, log: log, reasons: map[events.ReasonCode]int{},
 		mine: map[uint64]struct{}{}, seed: maphash.MakeSeed()}
 	if err := r.acquire(ctx); err != nil {
+		return err
+	}
+	if err := r.recoverPending(ctx); err != nil {
+		r.release()
 		return err
 	}
 	log.Info("bulk run started", zap.Int("run", r.rec.Run),
@@ -323,6 +347,8 @@ func (r *bulkRun) acquire(ctx context.Context) error {
 	if rec.StartedAt.IsZero() {
 		rec.StartedAt = now.UTC()
 	}
+	r.republishAll = rec.Run >= 1 && !rec.PendingSlots
+	rec.PendingSlots = true
 	rec.Status, rec.Owner, rec.Run, rec.Walking = store.BulkRunning, w.id+"/"+nuid.Next(), rec.Run+1, true
 	rec.Matched, rec.Done, rec.Stopped, rec.Failed, rec.ReasonCodes = 0, 0, 0, 0, nil
 	rec.LeaseUntil = now.Add(w.cfg.BulkLease).UTC()
@@ -333,8 +359,60 @@ func (r *bulkRun) acquire(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("take bulk lease: %w", err)
 	}
-	r.rec = rec
+	r.rec, r.run = rec, rec.Run
 	r.setLease(rec.LeaseUntil)
+	return nil
+}
+
+// recoverPending publishes again the results of the contacts in earlier
+// runs' pending slots that this bulk request ended, then deletes the
+// slots. It reads the contacts bucket's last sequence first (r.boundary):
+// an earlier run's write its slot read misses lands above it.
+func (r *bulkRun) recoverPending(ctx context.Context) error {
+	w := r.w
+	var ids, slots []string
+	err := w.retry(ctx, r.req, func() (err error) {
+		if r.boundary, err = w.store.ContactsSequence(ctx); err != nil {
+			return err
+		}
+		ids, slots, err = w.store.BulkPending(ctx, r.spec.instanceID, r.spec.bulkID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read pending contacts: %w", err)
+	}
+	republished := 0
+	for _, id := range ids {
+		var c store.Contact
+		err := w.retry(ctx, r.req, func() (err error) {
+			c, err = w.store.GetContact(ctx, r.spec.instanceID, id)
+			if errors.Is(err, store.ErrContactNotFound) {
+				return permanent(err)
+			}
+			return err
+		})
+		switch {
+		case errors.Is(err, store.ErrContactNotFound):
+			continue // deleted since
+		case err != nil:
+			return fmt.Errorf("read pending contact %q: %w", id, err)
+		case c.State != store.StateEnded || c.EndedBy != events.BulkItemRequestID(r.spec.bulkID, id):
+			continue // not ended by this bulk: the walk sees to it
+		}
+		req := r.itemRequest(c)
+		if _, err := w.publishResult(ctx, req, stoppedResult(req, c)); err != nil {
+			return fmt.Errorf("result of pending contact %q: %w", id, err)
+		}
+		republished++
+	}
+	if len(slots) > 0 {
+		err = w.retry(ctx, r.req, func() error { return w.store.DeleteBulkPending(ctx, slots) })
+		if err != nil {
+			return fmt.Errorf("delete pending slots: %w", err)
+		}
+		r.log.Info("published the results of an earlier run's pending contacts again",
+			zap.Int("pending", len(ids)), zap.Int("republished", republished), zap.Int("slots", len(slots)))
+	}
 	return nil
 }
 
@@ -407,10 +485,12 @@ func (r *bulkRun) release() {
 }
 
 // bulkItem is one contact to stop; replay marks a contact an earlier run of
-// this bulk request already ended.
+// this bulk request already ended, republish one of those whose result may
+// not be stored.
 type bulkItem struct {
-	contact store.Contact
-	replay  bool
+	contact   store.Contact
+	replay    bool
+	republish bool
 }
 
 // walk enumerates the instance's contacts and stops the matching ones in
@@ -423,13 +503,13 @@ func (r *bulkRun) walk(ctx context.Context) error {
 	size := max(1, min(w.cfg.BatchSize, w.cfg.BulkWorkers))
 	batches := make(chan []bulkItem)
 	var wg sync.WaitGroup
-	for range max(1, w.cfg.BulkWorkers/size) {
+	for slot := range max(1, w.cfg.BulkWorkers/size) {
 		wg.Go(func() {
 			for batch := range batches {
 				if ctx.Err() != nil {
 					continue
 				}
-				if err := r.stopBatch(ctx, batch); err != nil {
+				if err := r.stopBatch(ctx, slot, batch); err != nil {
 					cancel(err)
 				}
 			}
@@ -461,7 +541,8 @@ func (r *bulkRun) walk(ctx context.Context) error {
 			if c.EndedBy != events.BulkItemRequestID(r.spec.bulkID, c.ContactID) {
 				return nil // ended by another request
 			}
-			it = bulkItem{contact: c, replay: true} // by an earlier or concurrent run of this bulk
+			// By an earlier or concurrent run of this bulk.
+			it = bulkItem{contact: c, replay: true, republish: r.republishAll || c.Revision > r.boundary}
 		case r.spec.matches(c):
 			it = bulkItem{contact: c}
 		default:
@@ -501,14 +582,32 @@ func (r *bulkRun) itemRequest(c store.Contact) *Request {
 	}
 }
 
-// stopBatch stops a batch of contacts: their compare-and-set writes at the
-// revisions the walk read, then their results, each group published
-// without waiting in between. A contact whose write or result fails takes
-// stopOne, with its retries.
-func (r *bulkRun) stopBatch(ctx context.Context, batch []bulkItem) error {
+// stopBatch stops a batch of contacts: it records them in its pending
+// slot, then sends their compare-and-set writes at the revisions the walk
+// read, then their results, each group published without waiting in
+// between, and empties the slot. A contact whose write or result fails
+// takes stopOne, with its retries.
+func (r *bulkRun) stopBatch(ctx context.Context, slot int, batch []bulkItem) error {
 	w := r.w
 	if !r.leaseValid() {
 		return errBulkLeaseLost
+	}
+	var pending []string
+	for _, it := range batch {
+		if !it.replay || it.republish {
+			pending = append(pending, it.contact.ContactID)
+		}
+	}
+	if len(pending) > 0 {
+		err := w.retry(ctx, r.req, func() error {
+			return w.store.PutBulkPending(ctx, r.spec.instanceID, r.spec.bulkID, r.run, slot, pending)
+		})
+		if err != nil {
+			return fmt.Errorf("record pending contacts: %w", err)
+		}
+		if !r.leaseValid() {
+			return errBulkLeaseLost
+		}
 	}
 	reqs := make([]*Request, len(batch))
 	results := make([]events.Result, len(batch))
@@ -533,15 +632,22 @@ func (r *bulkRun) stopBatch(ctx context.Context, batch []bulkItem) error {
 		}
 	}
 
+	if w.hooks.bulkBeforeResults != nil && w.hooks.bulkBeforeResults(r.spec.bulkID) {
+		return errBulkAbandoned
+	}
+
 	var slow errs
 	var msgs []*nats.Msg
 	var msgOf []int
-	for i := range batch {
-		if !decided[i] {
+	for i, it := range batch {
+		switch {
+		case it.replay && !it.republish:
+			r.count(results[i]) // its result is stored
+		case !decided[i]:
 			slow.Go(func() error { return r.stopOne(ctx, batch[i]) })
-			continue
+		default:
+			msgs, msgOf = append(msgs, w.resultMsg(reqs[i], results[i])), append(msgOf, i)
 		}
-		msgs, msgOf = append(msgs, w.resultMsg(reqs[i], results[i])), append(msgOf, i)
 	}
 	for k, ack := range w.pub.Publish(ctx, msgs, w.cfg.RetryMaxElapsed) {
 		i := msgOf[k]
@@ -557,7 +663,17 @@ func (r *bulkRun) stopBatch(ctx context.Context, batch []bulkItem) error {
 		}
 		r.count(results[i])
 	}
-	return slow.Wait()
+	if err := slow.Wait(); err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		// Every result is stored. Not waited for: should this be lost, a
+		// run taking over publishes these results once more.
+		if err := w.store.ClearBulkPending(r.spec.instanceID, r.spec.bulkID, r.run, slot); err != nil {
+			r.log.Debug("emptying a pending slot failed", zap.Error(err))
+		}
+	}
+	return nil
 }
 
 // errs runs functions in goroutines and keeps the first error.
@@ -700,6 +816,14 @@ func (r *bulkRun) complete(ctx context.Context) error {
 		// The completion event is stored; a later run publishes it again
 		// (a duplicate) and marks the record.
 		return fmt.Errorf("mark bulk completed: %w", err)
+	}
+	// The slots are empty now (this run's) or were deleted when it began.
+	_, slots, err := w.store.BulkPending(ctx, r.spec.instanceID, r.spec.bulkID)
+	if err == nil {
+		err = w.store.DeleteBulkPending(ctx, slots)
+	}
+	if err != nil {
+		r.log.Warn("deleting the bulk request's pending slots failed; they are left in the bulks bucket", zap.Error(err))
 	}
 	keys := slices.Sorted(func(yield func(string) bool) {
 		for k := range done.ReasonCodes {

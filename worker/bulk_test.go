@@ -88,7 +88,7 @@ func requireBulkResults(t *testing.T, rs []stored, bulkID string, want int) {
 		seen[id] = true
 		require.NotNil(t, r.result.Stopped, "%s: %+v", id, r.result.Failed)
 	}
-	require.Len(t, seen, want)
+	require.Equal(t, want, len(seen), "contacts with a result from %s", bulkID)
 }
 
 // countStates counts the instance's contacts by prefix and state.
@@ -195,6 +195,92 @@ func TestBulkCrash(t *testing.T) {
 			rec, err := e.st.GetBulk(t.Context(), inst, "crash")
 			require.NoError(t, err)
 			require.GreaterOrEqual(t, rec.Run, 2, "a second run finished the work")
+		})
+	}
+}
+
+// TestBulkCrashBeforeResults abandons a run between a batch's writes and
+// its results, with a duplicate window much shorter than the time to the
+// takeover: the next run must publish the missing results (their contacts
+// are ENDED, so the walk alone would only count them) and must not publish
+// again the results the first run stored (past the window they would be
+// stored twice). With several batches in flight at the crash, those beside
+// the crashing one are published again too: design.md, "Takeovers".
+func TestBulkCrashBeforeResults(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{AckWait: 2 * time.Second, DuplicateWindow: 500 * time.Millisecond})
+	e.seedN("c", 3000, store.StateQueued, "q1", store.ChannelVoice, time.Now())
+	cfg := bulkConfig(t)
+	// One batch in flight at a time: batches in flight beside the one
+	// that crashes may or may not have their results stored, and are
+	// published again.
+	cfg.BulkWorkers = cfg.Workers
+	w, err := worker.New(e.js, e.st, cfg)
+	require.NoError(t, err)
+	var batches atomic.Int32
+	var crashedAt atomic.Int64
+	worker.SetBulkCrashBeforeResults(w, func(string) bool {
+		if batches.Add(1) != 20 {
+			return false
+		}
+		crashedAt.Store(time.Now().UnixNano())
+		return true
+	})
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { _ = w.Stop(t.Context()) })
+
+	e.bulk(events.BulkRequest{BulkID: "crash", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"q1"}}})
+	rs, done := e.waitBulk("crash")
+	require.NotZero(t, crashedAt.Load(), "the crash point was reached")
+	rec, err := e.st.GetBulk(t.Context(), inst, "crash")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, rec.Run, 2, "a second run finished the work")
+	require.Greater(t, rec.CompletedAt.Sub(time.Unix(0, crashedAt.Load())), time.Second,
+		"the takeover came well after the duplicate window")
+	requireBulkResults(t, rs, "crash", 3000)
+	require.Equal(t, 3000, done.Matched)
+	require.Equal(t, 3000, done.Stopped)
+	require.Equal(t, map[string]int{"c:ENDED": 3000}, e.countStates())
+	ids, slots, err := e.st.BulkPending(t.Context(), inst, "crash")
+	require.NoError(t, err)
+	require.Empty(t, ids)
+	require.Empty(t, slots, "the completed request left no pending slots")
+}
+
+// TestBulkTakeoverOfOlderVersion takes over a bulk request whose earlier
+// run ended some contacts: a run that kept pending slots has stored their
+// results (they are counted, not published again); a run of a version
+// without slots may not have, and every earlier result is published again.
+func TestBulkTakeoverOfOlderVersion(t *testing.T) {
+	t.Parallel()
+	for _, slots := range []bool{true, false} {
+		t.Run(fmt.Sprint("slots ", slots), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, worker.TopologyConfig{})
+			e.seedN("c", 20, store.StateQueued, "q1", store.ChannelVoice, time.Now())
+			ctx := t.Context()
+			_, err := e.st.PutBulk(ctx, store.BulkRecord{BulkID: "old", InstanceID: inst, Status: store.BulkRunning,
+				Owner: "gone", Run: 1, Walking: true, StartedAt: time.Now().Add(-time.Minute),
+				LeaseUntil: time.Now().Add(-time.Second), PendingSlots: slots})
+			require.NoError(t, err)
+			for i := range 10 {
+				id := fmt.Sprint("c", i)
+				_, err := e.st.EndContact(ctx, store.EndContactParams{InstanceID: inst, ContactID: id,
+					RequestID: events.BulkItemRequestID("old", id)})
+				require.NoError(t, err)
+			}
+			e.start(bulkConfig(t), nil)
+
+			e.bulk(events.BulkRequest{BulkID: "old", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"q1"}}})
+			rs, done := e.waitBulk("old")
+			require.Equal(t, 20, done.Matched)
+			require.Equal(t, 20, done.Stopped)
+			if slots {
+				requireBulkResults(t, rs, "old", 10)
+			} else {
+				requireBulkResults(t, rs, "old", 20)
+			}
+			require.Equal(t, map[string]int{"c:ENDED": 20}, e.countStates())
 		})
 	}
 }

@@ -13,3 +13,10 @@ func SetCrashHooks(w *Worker, afterDecide func(*Request, events.Result) bool, be
 func SetBulkCrash(w *Worker, crash func(bulkID string, n int) bool) {
 	w.hooks.bulkItem = crash
 }
+
+// SetBulkCrashBeforeResults installs a crash point in bulk runs: crash is
+// called once a batch's contacts are written, before their results are
+// published, and returning true abandons the run there.
+func SetBulkCrashBeforeResults(w *Worker, crash func(bulkID string) bool) {
+	w.hooks.bulkBeforeResults = crash
+}

@@ -55,6 +55,13 @@ type Store interface {
 	WalkContacts(ctx context.Context, instanceID string, skip func(contactID string) bool, fn func(store.Contact) error) error
 	GetBulk(ctx context.Context, instanceID, bulkID string) (store.BulkRecord, error)
 	PutBulk(ctx context.Context, r store.BulkRecord) (store.BulkRecord, error)
+	// A bulk run's pending slots: the contacts it may have ended without
+	// a stored result (see bulk.go).
+	PutBulkPending(ctx context.Context, instanceID, bulkID string, run, slot int, contactIDs []string) error
+	ClearBulkPending(instanceID, bulkID string, run, slot int) error
+	BulkPending(ctx context.Context, instanceID, bulkID string) (contactIDs, slots []string, err error)
+	DeleteBulkPending(ctx context.Context, slots []string) error
+	ContactsSequence(ctx context.Context) (uint64, error)
 }
 
 // stop is the core handler, the per-request path: the checks of

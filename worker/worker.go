@@ -85,6 +85,10 @@ type testHooks struct {
 	// bulkItem is called before each contact of a bulk run is stopped;
 	// returning true abandons the run there.
 	bulkItem func(bulkID string, n int) bool
+	// bulkBeforeResults is called once a batch of a bulk run is written,
+	// before its results are published; returning true abandons the run
+	// there.
+	bulkBeforeResults func(bulkID string) bool
 }
 
 // New builds a Worker. js must reach the streams made by Provision.

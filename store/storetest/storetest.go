@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/contactstop/contactstop/store"
@@ -45,6 +46,11 @@ type Store interface {
 
 	GetBulk(ctx context.Context, instanceID, bulkID string) (store.BulkRecord, error)
 	PutBulk(ctx context.Context, r store.BulkRecord) (store.BulkRecord, error)
+	PutBulkPending(ctx context.Context, instanceID, bulkID string, run, slot int, contactIDs []string) error
+	ClearBulkPending(instanceID, bulkID string, run, slot int) error
+	BulkPending(ctx context.Context, instanceID, bulkID string) (contactIDs, slots []string, err error)
+	DeleteBulkPending(ctx context.Context, slots []string) error
+	ContactsSequence(ctx context.Context) (uint64, error)
 }
 
 var _ Store = (*store.KV)(nil)
@@ -74,6 +80,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"EndContactsMany", testEndContactsMany},
 		{"EndContactsConcurrent", testEndContactsConcurrent},
 		{"BulkRecords", testBulkRecords},
+		{"BulkPending", testBulkPending},
 		{"PutContactValidation", testPutContactValidation},
 		{"SeedContacts", testSeedContacts},
 		{"SeedContactsInvalid", testSeedContactsInvalid},
@@ -740,6 +747,57 @@ func testBulkRecords(t *testing.T, s Store) {
 
 	_, err = s.GetBulk(c, "other", "b 1/é")
 	require.ErrorIs(t, err, store.ErrBulkNotFound, "bulk records are per instance")
+}
+
+// testBulkPending fills, empties and deletes the pending slots of two runs
+// of a bulk request, and sees that they are neither bulk records nor the
+// slots of another bulk request.
+func testBulkPending(t *testing.T, s Store) {
+	c := ctx(t)
+	const bulk = "b 1/é"
+	ids, slots, err := s.BulkPending(c, "acme", bulk)
+	require.NoError(t, err)
+	require.Empty(t, ids)
+	require.Empty(t, slots)
+
+	require.NoError(t, s.PutBulkPending(c, "acme", bulk, 1, 0, []string{"a", "b"}))
+	require.NoError(t, s.PutBulkPending(c, "acme", bulk, 1, 1, []string{"c"}))
+	require.NoError(t, s.PutBulkPending(c, "acme", bulk, 2, 0, []string{"b", "d.e f/é"}))
+	require.NoError(t, s.PutBulkPending(c, "acme", "other", 1, 0, []string{"x"}))
+	require.NoError(t, s.PutBulkPending(c, "beta", bulk, 1, 0, []string{"y"}))
+	// Emptied without waiting, then filled again: the later write wins.
+	require.NoError(t, s.ClearBulkPending("acme", bulk, 1, 1))
+	require.NoError(t, s.PutBulkPending(c, "acme", bulk, 1, 1, []string{"e"}))
+	require.NoError(t, s.ClearBulkPending("acme", bulk, 2, 0))
+
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		ids, slots, err = s.BulkPending(c, "acme", bulk)
+		require.NoError(ct, err)
+		require.ElementsMatch(ct, []string{"a", "b", "e"}, ids)
+		require.Len(ct, slots, 3, "three slots, one of them empty")
+	}, 10*time.Second, 20*time.Millisecond)
+	_, err = s.GetBulk(c, "acme", bulk)
+	require.ErrorIs(t, err, store.ErrBulkNotFound, "slots are not bulk records")
+
+	require.NoError(t, s.DeleteBulkPending(c, slots))
+	ids, slots, err = s.BulkPending(c, "acme", bulk)
+	require.NoError(t, err)
+	require.Empty(t, ids)
+	require.Empty(t, slots)
+	ids, _, err = s.BulkPending(c, "acme", "other")
+	require.NoError(t, err)
+	require.Equal(t, []string{"x"}, ids, "another bulk's slots are kept")
+
+	// Every contact written before ContactsSequence has a revision at most
+	// it; one written after, above it.
+	before, err := s.PutContact(c, contact("acme", "seq"))
+	require.NoError(t, err)
+	seq, err := s.ContactsSequence(c)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, seq, before.Revision)
+	after, err := s.PutContact(c, contact("acme", "seq"))
+	require.NoError(t, err)
+	require.Greater(t, after.Revision, seq)
 }
 
 // testEndContacts ends a batch holding every case EndContact knows, and
