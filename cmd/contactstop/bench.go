@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,6 +66,9 @@ type benchReport struct {
 	// phase, sampled every second: the mean of the first and of the last
 	// tenth of the samples, and the largest.
 	LatencyRSSMiB map[string]float64 `json:"latencyRssMiB,omitempty"`
+	// LatencyWindows are the percentiles of each latencyWindow of the
+	// phase, by publish time: where in the run the slow requests were.
+	LatencyWindows []latencyWindow `json:"latencyWindows,omitempty"`
 
 	WorkerCPUSeconds float64 `json:"workerCpuSeconds"`
 	WorkerPeakRSSMiB float64 `json:"workerPeakRssMiB"`
@@ -401,6 +405,34 @@ func (b *bench) drain(ctx context.Context) error {
 	return nil
 }
 
+// latencyWindowLen is the length of a latencyWindow.
+const latencyWindowLen = 10 * time.Second
+
+// latencyWindow is the latency of the requests published in one window of
+// the latency phase.
+type latencyWindow struct {
+	StartS float64 `json:"startSeconds"` // from the start of the phase
+	P99MS  float64 `json:"p99Millis"`
+	MaxMS  float64 `json:"maxMillis"`
+}
+
+// latencyWindows splits got, the latencies of requests published at a
+// steady interval, into windows of latencyWindowLen.
+func latencyWindows(got []time.Duration, interval time.Duration) []latencyWindow {
+	per := max(1, int(latencyWindowLen/interval))
+	var out []latencyWindow
+	for lo := 0; lo < len(got); lo += per {
+		w := slices.Clone(got[lo:min(len(got), lo+per)])
+		slices.Sort(w)
+		out = append(out, latencyWindow{
+			StartS: (time.Duration(lo) * interval).Seconds(),
+			P99MS:  float64(w[min(len(w)-1, len(w)*99/100)].Microseconds()) / 1000,
+			MaxMS:  float64(w[len(w)-1].Microseconds()) / 1000,
+		})
+	}
+	return out
+}
+
 // latency offers requests at a steady rate and times each from publish to
 // the arrival of its result.
 func (b *bench) latency(ctx context.Context) error {
@@ -467,6 +499,7 @@ func (b *bench) latency(ctx context.Context) error {
 	if err := b.waitResults(ctx, base+uint64(n), nil); err != nil {
 		return err
 	}
+	b.rep.LatencyWindows = latencyWindows(got, interval)
 	slices.Sort(got)
 	pct := func(p float64) float64 { return float64(got[min(n-1, int(p*float64(n)))].Microseconds()) / 1000 }
 	b.rep.LatencyRate, b.rep.LatencyCount = b.o.rate, n
@@ -758,6 +791,15 @@ func printBenchTable(out io.Writer, r *benchReport) {
 	if r.LatencyCount > 0 {
 		fmt.Fprintf(tw, "latency at %d/s (%d requests)\tp50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 			r.LatencyRate, r.LatencyCount, r.LatencyMS["p50"], r.LatencyMS["p90"], r.LatencyMS["p99"], r.LatencyMS["max"])
+	}
+	if len(r.LatencyWindows) > 1 {
+		worst := slices.Clone(r.LatencyWindows)
+		slices.SortFunc(worst, func(a, b latencyWindow) int { return cmp.Compare(b.P99MS, a.P99MS) })
+		var parts []string
+		for _, w := range worst[:min(5, len(worst))] {
+			parts = append(parts, fmt.Sprintf("%.0fs %.1f/%.0f ms", w.StartS, w.P99MS, w.MaxMS))
+		}
+		fmt.Fprintf(tw, "slowest %s windows (start: p99/max)\t%s\n", latencyWindowLen, strings.Join(parts, ", "))
 	}
 	if r.LatencyRSSMiB != nil {
 		fmt.Fprintf(tw, "worker RSS while at that rate\tfirst tenth %.1f MiB, last tenth %.1f MiB, max %.1f MiB\n",

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -22,6 +23,16 @@ func TestMain(m *testing.M) {
 
 // TestBench runs a small bench end to end on the embedded server: every
 // phase reports, and verification passes.
+func TestLatencyWindows(t *testing.T) {
+	got := make([]time.Duration, 2500) // 25 s at 100/s
+	for i := range got {
+		got[i] = time.Millisecond
+	}
+	got[1500] = 70 * time.Millisecond // at 15 s
+	ws := latencyWindows(got, 10*time.Millisecond)
+	require.Equal(t, []latencyWindow{{0, 1, 1}, {10, 1, 70}, {20, 1, 1}}, ws)
+}
+
 func TestBench(t *testing.T) {
 	t.Setenv("CS_TEST_AS_CONTACTSTOP", "1")
 	prof := t.TempDir()
@@ -39,6 +50,8 @@ func TestBench(t *testing.T) {
 	require.Positive(t, rep.LatencyMS["p50"])
 	require.GreaterOrEqual(t, rep.LatencyMS["max"], rep.LatencyMS["p99"])
 	require.Positive(t, rep.LatencyRSSMiB["max"])
+	require.Len(t, rep.LatencyWindows, 1, "3 s is one window")
+	require.Equal(t, rep.LatencyMS["max"], rep.LatencyWindows[0].MaxMS)
 	require.Positive(t, rep.BulkStopsPerS)
 	require.Positive(t, rep.WorkerCPUSeconds)
 	require.Positive(t, rep.WorkerPeakRSSMiB)
