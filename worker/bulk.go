@@ -291,10 +291,6 @@ func (w *Worker) runBulk(ctx context.Context, req *Request, spec *bulkSpec, fina
 	if err := r.acquire(ctx); err != nil {
 		return err
 	}
-	if err := r.recoverPending(ctx); err != nil {
-		r.release()
-		return err
-	}
 	log.Info("bulk run started", zap.Int("run", r.rec.Run),
 		zap.Strings("states", spec.filter.EffectiveStates()), zap.Strings("queue_ids", spec.filter.QueueIDs),
 		zap.Strings("channels", spec.filter.Channels))
@@ -307,7 +303,14 @@ func (w *Worker) runBulk(ctx context.Context, req *Request, spec *bulkSpec, fina
 		r.renew(runCtx, cancel)
 	}()
 
-	err := r.walk(runCtx)
+	// Under the renewer: the lease and the message stay ours meanwhile.
+	err := r.recoverPending(runCtx)
+	if err != nil && runCtx.Err() != nil {
+		err = context.Cause(runCtx) // the lease was lost, or the worker stops
+	}
+	if err == nil {
+		err = r.walk(runCtx)
+	}
 	if err == nil {
 		err = context.Cause(runCtx)
 	}
