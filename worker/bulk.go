@@ -281,6 +281,10 @@ type bulkRun struct {
 	// published again, as that version did.
 	boundary     uint64
 	republishAll bool
+	// recheck holds the pending contacts not yet ENDED by this bulk when
+	// their slots were read (a read may lag behind a write on a cluster):
+	// the walk publishes their results if it finds them ended by it.
+	recheck map[string]bool
 }
 
 // runBulk carries out a bulk request; see the comment at the top of this
@@ -400,7 +404,13 @@ func (r *bulkRun) recoverPending(ctx context.Context) error {
 		case err != nil:
 			return fmt.Errorf("read pending contact %q: %w", id, err)
 		case c.State != store.StateEnded || c.EndedBy != events.BulkItemRequestID(r.spec.bulkID, id):
-			continue // not ended by this bulk: the walk sees to it
+			// Not ended by this bulk, as far as this read shows: the walk
+			// stops it, or publishes its result should it find it ended.
+			if r.recheck == nil {
+				r.recheck = map[string]bool{}
+			}
+			r.recheck[id] = true
+			continue
 		}
 		req := r.itemRequest(c)
 		if _, err := w.publishResult(ctx, req, stoppedResult(req, c)); err != nil {
@@ -545,7 +555,8 @@ func (r *bulkRun) walk(ctx context.Context) error {
 				return nil // ended by another request
 			}
 			// By an earlier or concurrent run of this bulk.
-			it = bulkItem{contact: c, replay: true, republish: r.republishAll || c.Revision > r.boundary}
+			it = bulkItem{contact: c, replay: true,
+				republish: r.republishAll || c.Revision > r.boundary || r.recheck[c.ContactID]}
 		case r.spec.matches(c):
 			it = bulkItem{contact: c}
 		default:
