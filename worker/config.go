@@ -47,8 +47,9 @@ type Config struct {
 	RedeliveryDelayMax time.Duration
 	// Bulks is how many bulk requests this process runs at once. Default 2.
 	Bulks int
-	// BulkWorkers is how many contacts one bulk run stops at once.
-	// Default 64.
+	// BulkWorkers is how many contacts one bulk run stops at once, in
+	// batches of BatchSize (BulkWorkers/BatchSize batches in flight).
+	// Default 256.
 	BulkWorkers int
 	// BulkLease is how long a bulk run's lease lasts unless renewed (it is
 	// renewed every second): when its runner dies, another takes the bulk
@@ -112,7 +113,7 @@ func (c *Config) setDefaults() {
 		c.Bulks = 2
 	}
 	if c.BulkWorkers == 0 {
-		c.BulkWorkers = 64
+		c.BulkWorkers = 256
 	}
 	if c.BulkLease == 0 {
 		c.BulkLease = min(30*time.Second, c.AckWait)

@@ -89,7 +89,7 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.DurationVar(&o.worker.RedeliveryDelay, "redelivery-delay", time.Second, "delay before the second delivery of a failing request; doubles per delivery")
 	f.DurationVar(&o.worker.RedeliveryDelayMax, "redelivery-delay-max", 30*time.Second, "largest delay between deliveries")
 	f.IntVar(&o.worker.Bulks, "bulks", 2, "bulk requests run at once by this process")
-	f.IntVar(&o.worker.BulkWorkers, "bulk-workers", 64, "contacts one bulk run stops at once")
+	f.IntVar(&o.worker.BulkWorkers, "bulk-workers", 256, "contacts one bulk run stops at once (BulkWorkers ÷ batch size batches in flight)")
 	f.BoolVar(&o.worker.Emergency, "emergency", false, "handle emergency.broadcast.<instance>: clear the instance's QUEUED contacts (see README)")
 	f.DurationVar(&o.worker.EmergencyMaxAge, "emergency-max-age", 5*time.Minute, "ignore emergency broadcasts older than this when first seen")
 	f.IntVar(&o.topology.Replicas, "replicas", 1, "replicas of the streams and buckets (3 on a cluster)")
