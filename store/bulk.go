@@ -138,23 +138,26 @@ func (s *KV) PutBulk(ctx context.Context, r BulkRecord) (BulkRecord, error) {
 
 // bulkPending is the value of a slot.
 type bulkPending struct {
-	Run        int      `json:"run"`
 	ContactIDs []string `json:"contactIds"`
+}
+
+// pendingSlot returns the key and value of a slot holding contactIDs.
+func pendingSlot(instanceID, bulkID string, run, slot int, contactIDs []string) (key string, data []byte, err error) {
+	if key, err = bulkKey(instanceID, bulkID); err != nil {
+		return "", nil, err
+	}
+	data, err = json.Marshal(bulkPending{ContactIDs: contactIDs})
+	return key + ".p." + strconv.Itoa(run) + "." + strconv.Itoa(slot), data, err
 }
 
 // PutBulkPending replaces what slot slot of run run of the bulk request
 // holds with contactIDs (none empties it). It returns once the slot is
 // stored.
 func (s *KV) PutBulkPending(ctx context.Context, instanceID, bulkID string, run, slot int, contactIDs []string) error {
-	key, err := bulkKey(instanceID, bulkID)
+	key, data, err := pendingSlot(instanceID, bulkID, run, slot, contactIDs)
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(bulkPending{Run: run, ContactIDs: contactIDs})
-	if err != nil {
-		return err
-	}
-	key += ".p." + strconv.Itoa(run) + "." + strconv.Itoa(slot)
 	if _, err := s.bulks.Put(ctx, key, data); err != nil {
 		return fmt.Errorf("store: put pending contacts of bulk %s/%q: %w", instanceID, bulkID, err)
 	}
@@ -167,15 +170,10 @@ func (s *KV) PutBulkPending(ctx context.Context, instanceID, bulkID string, run,
 // slot is never overwritten by it; if it is lost, a run taking over only
 // publishes those results again.
 func (s *KV) ClearBulkPending(instanceID, bulkID string, run, slot int) error {
-	key, err := bulkKey(instanceID, bulkID)
+	key, data, err := pendingSlot(instanceID, bulkID, run, slot, nil)
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(bulkPending{Run: run})
-	if err != nil {
-		return err
-	}
-	key += ".p." + strconv.Itoa(run) + "." + strconv.Itoa(slot)
 	if err := s.js.Conn().Publish(s.bulksPrefix+key, data); err != nil {
 		return fmt.Errorf("store: clear pending contacts of bulk %s/%q: %w", instanceID, bulkID, err)
 	}

@@ -426,11 +426,17 @@ func latencyWindows(got []time.Duration, interval time.Duration) []latencyWindow
 		slices.Sort(w)
 		out = append(out, latencyWindow{
 			StartS: (time.Duration(lo) * interval).Seconds(),
-			P99MS:  float64(w[min(len(w)-1, len(w)*99/100)].Microseconds()) / 1000,
-			MaxMS:  float64(w[len(w)-1].Microseconds()) / 1000,
+			P99MS:  percentileMS(w, .99),
+			MaxMS:  percentileMS(w, 1),
 		})
 	}
 	return out
+}
+
+// percentileMS returns the p-th percentile (0 to 1) of sorted latencies, in
+// milliseconds.
+func percentileMS(sorted []time.Duration, p float64) float64 {
+	return float64(sorted[min(len(sorted)-1, int(p*float64(len(sorted))))].Microseconds()) / 1000
 }
 
 // latency offers requests at a steady rate and times each from publish to
@@ -501,9 +507,9 @@ func (b *bench) latency(ctx context.Context) error {
 	}
 	b.rep.LatencyWindows = latencyWindows(got, interval)
 	slices.Sort(got)
-	pct := func(p float64) float64 { return float64(got[min(n-1, int(p*float64(n)))].Microseconds()) / 1000 }
 	b.rep.LatencyRate, b.rep.LatencyCount = b.o.rate, n
-	b.rep.LatencyMS = map[string]float64{"p50": pct(.50), "p90": pct(.90), "p99": pct(.99), "max": pct(1)}
+	b.rep.LatencyMS = map[string]float64{"p50": percentileMS(got, .50), "p90": percentileMS(got, .90),
+		"p99": percentileMS(got, .99), "max": percentileMS(got, 1)}
 	return nil
 }
 
