@@ -244,11 +244,20 @@ func BulkCompletedSubject(instanceID string) string {
 type BulkCompleted struct {
 	BulkID     string `json:"bulkId"`
 	InstanceID string `json:"instanceId"`
-	// Matched contacts, each of which got one result: Stopped of them
-	// contact.stopped, Failed contact.stop.failed.
+	// Matched contacts: Matched = Stopped + Failed + Skipped. Stopped of
+	// them got contact.stopped and Failed contact.stop.failed (one stored
+	// result each, whatever the takeovers); Skipped matched when the clear
+	// found them but no longer when it came to end them (answered by an
+	// agent, moved to another queue, ended by another request) and were
+	// left alone, without a result.
 	Matched int `json:"matched"`
 	Stopped int `json:"stopped"`
 	Failed  int `json:"failed"`
+	Skipped int `json:"skipped"`
+	// Unreadable counts the instance's records that could not be read as
+	// contacts (a body that does not decode, a key not in the documented
+	// encoding, an unknown state): they were passed over, not matched.
+	Unreadable int `json:"unreadable"`
 	// ReasonCodes counts the failures by reason code; always present, empty
 	// when nothing failed.
 	ReasonCodes map[ReasonCode]int `json:"reasonCodes"`

@@ -131,6 +131,29 @@ func ResultMsgID(instanceID, contactID, requestID string) string {
 	return string(id[:])
 }
 
+// retryableResultMsgIDDomain separates RetryableResultMsgID's hashes from
+// ResultMsgID's.
+const retryableResultMsgIDDomain = "contactstop retryable result v1"
+
+// RetryableResultMsgID returns the Nats-Msg-Id of a retryable INTERNAL_ERROR
+// answering one message of a request: such an answer says "try again", and
+// a later message of the same request, attempted afresh, must be able to
+// store its own result. It is derived as ResultMsgID is, with the domain
+// "contactstop retryable result v1" and the message's stream sequence
+// appended as an unsigned varint, and the prefix "csr-r-": a redelivery of
+// the same message gets the same ID (and JetStream drops the repeat), a
+// resend a different one.
+func RetryableResultMsgID(instanceID, contactID, requestID string, streamSeq uint64) string {
+	var stack [256]byte
+	buf := append(stack[:0], retryableResultMsgIDDomain...)
+	buf = appendLengthPrefixed(buf, instanceID)
+	buf = appendLengthPrefixed(buf, contactID)
+	buf = appendLengthPrefixed(buf, requestID)
+	buf = binary.AppendUvarint(buf, streamSeq)
+	sum := sha256.Sum256(buf)
+	return "csr-r-" + base64.RawURLEncoding.EncodeToString(sum[:18])
+}
+
 func appendLengthPrefixed(buf []byte, s string) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(s)))
 	return append(buf, s...)

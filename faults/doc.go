@@ -13,9 +13,14 @@
 //
 // [Check] reads back everything that went in and came out (the requests
 // stream, the bulk requests stream, the results stream and every contact
-// record) and counts what the product promises never happens: requests
-// without a result, requests with more than one, contacts ended twice or by
-// a request other than the one whose result says so, contacts ended that no
-// request asked for, and bulk requests without exactly one completion.
+// record, plus the scenario's log of its own writes to contacts) and counts
+// what the product promises never happens: request identities without a
+// result or with more than one final one (retryable INTERNAL_ERRORs aside,
+// one per stored message before the final result); contacts ENDED without
+// exactly one contact.stopped of the request that ended them, or by a
+// request that failed, or by none that was stored; contacts a bulk clear
+// ended although the record it replaced no longer matched its filter, or
+// that it missed; completions whose counts are not the bulk's stored
+// results; and results without the Nats-Msg-Id their identity gives.
 // [WaitQuiescent] waits until the worker has nothing left to do.
 package faults

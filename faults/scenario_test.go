@@ -65,6 +65,9 @@ type scenario struct {
 	results atomic.Uint64
 
 	expect Expect
+	// workload, when set, describes what the scenario published and
+	// wrote (the OUTCOME line shows it).
+	workload string
 }
 
 // fault is one injected fault: when it began and (for those that end) when
@@ -142,6 +145,7 @@ func newScenario(t *testing.T, o scenarioOptions) *scenario {
 		time.Sleep(time.Second)
 	}
 	s.expect.Instances = []string{inst}
+	s.expect.DuplicateWindow = s.dupWin
 	s.seed("idle", "idle", 200) // never targeted: must stay untouched
 	go s.monitor()
 	return s
@@ -177,7 +181,7 @@ func (s *scenario) monitor() {
 	defer tick.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if st, err := s.js.Stream(rctx, worker.StreamResults); err == nil {
+		if st, err := s.js.Stream(rctx, events.StreamResults); err == nil {
 			n := st.CachedInfo().State.Msgs
 			s.results.Store(n)
 			s.mu.Lock()
@@ -449,6 +453,7 @@ type outcome struct {
 	Seed       uint64  `json:"seed"`
 	Requests   int     `json:"requests"`
 	BulkItems  int     `json:"bulkItems,omitempty"`
+	Workload   string  `json:"workload,omitempty"`
 	Faults     string  `json:"faults"`
 	FaultCount int     `json:"faultCount"`
 	Report     *Report `json:"report"`
@@ -523,9 +528,13 @@ func (s *scenario) finish(wantResults uint64, faultsDesc string, nFaults int) *R
 	}
 	o := s.outcome(rep, faultsDesc, nFaults)
 	s.logf("OUTCOME %s: requests %d, bulk contacts %d, faults %d (%s): lost %d, duplicated %d, double-terminated %d, "+
-		"wrongly ended %d, replayed after window %d; drain %.1fs, max stall %.1fs, resume after heal %.1fs, total %.1fs",
+		"wrongly ended %d, other violations %d; drain %.1fs, max stall %.1fs, resume after heal %.1fs, total %.1fs",
 		o.Scenario, o.Requests, o.BulkItems, o.FaultCount, o.Faults, rep.Lost, rep.Duplicated, rep.DoubleTerminated+rep.Phantom,
-		rep.WronglyEnded, rep.ReplayedAfterWindow, o.DrainS, o.MaxStallS, o.ResumeS, o.TotalS)
+		rep.WronglyEnded, rep.Violations()-rep.Lost-rep.Duplicated-rep.DoubleTerminated-rep.Phantom-rep.WronglyEnded,
+		o.DrainS, o.MaxStallS, o.ResumeS, o.TotalS)
+	if s.workload != "" {
+		s.logf("OUTCOME %s workload: %s", o.Scenario, s.workload)
+	}
 	if path := os.Getenv("CONTACTSTOP_FAULTS_REPORT"); path != "" {
 		line, _ := json.Marshal(o)
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -551,7 +560,7 @@ func (s *scenario) outcome(rep *Report, faultsDesc string, nFaults int) outcome 
 	faults := slices.Clone(s.faults)
 	s.mu.Unlock()
 	o := outcome{Scenario: s.t.Name(), Mode: suite.mode, Seed: suite.seed, Requests: rep.Requests, BulkItems: rep.BulkItems,
-		Faults: faultsDesc, FaultCount: nFaults, Report: rep, TotalS: time.Since(s.begin).Seconds()}
+		Workload: s.workload, Faults: faultsDesc, FaultCount: nFaults, Report: rep, TotalS: time.Since(s.begin).Seconds()}
 	// The drain: from the first sample with a result to the first with
 	// the final count; a stall: the time the count stood still within it.
 	final := uint64(0)
@@ -602,9 +611,9 @@ func (s *scenario) waitReplicasCurrent(timeout time.Duration) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(s.t.Context(), timeout)
 	defer cancel()
-	streams := []string{worker.StreamRequests, worker.StreamResults, worker.StreamDeadLetter, worker.StreamBulk,
+	streams := []string{events.StreamRequests, events.StreamResults, events.StreamDeadLetter, events.StreamBulk,
 		"KV_contactstop-contacts", "KV_contactstop-instances", "KV_contactstop-bulks"}
-	consumers := [][2]string{{worker.StreamRequests, worker.ConsumerName}, {worker.StreamBulk, worker.BulkConsumerName}}
+	consumers := [][2]string{{events.StreamRequests, events.ConsumerRequests}, {events.StreamBulk, events.ConsumerBulk}}
 	check := func() error {
 		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()

@@ -17,6 +17,9 @@ type BulkStatus string
 const (
 	// BulkRunning: a runner holds the lease and is stopping contacts.
 	BulkRunning BulkStatus = "RUNNING"
+	// BulkCompleting: every matched contact has its result; Completion
+	// holds the completion event, which is being published.
+	BulkCompleting BulkStatus = "COMPLETING"
 	// BulkCompleted: every matched contact has its result and the
 	// completion event is stored.
 	BulkCompleted BulkStatus = "COMPLETED"
@@ -44,11 +47,21 @@ type BulkRecord struct {
 	Done        int            `json:"done"`
 	Stopped     int            `json:"stopped"`
 	Failed      int            `json:"failed"`
+	Skipped     int            `json:"skipped,omitempty"`
+	Unreadable  int            `json:"unreadable,omitempty"`
 	ReasonCodes map[string]int `json:"reasonCodes,omitempty"`
 	Walking     bool           `json:"walking"`
-	StartedAt   time.Time      `json:"startedAt"`
-	UpdatedAt   time.Time      `json:"updatedAt"`
-	CompletedAt time.Time      `json:"completedAt,omitzero"`
+	// Attempts counts the runs that ended on transient errors: the run
+	// after the last allowed one answers a contact that keeps failing
+	// INTERNAL_ERROR instead of giving up.
+	Attempts int `json:"attempts,omitempty"`
+	// Completion is the completion event, recorded (COMPLETING) before it
+	// is published, with the time it was recorded.
+	Completion   json.RawMessage `json:"completion,omitempty"`
+	CompletingAt time.Time       `json:"completingAt,omitzero"`
+	StartedAt    time.Time       `json:"startedAt"`
+	UpdatedAt    time.Time       `json:"updatedAt"`
+	CompletedAt  time.Time       `json:"completedAt,omitzero"`
 	// PendingSlots is true once a run of a version that records pending
 	// contacts (PutBulkPending) has taken the bulk request: a run taking
 	// over a record without it republishes every earlier result, as
@@ -174,7 +187,7 @@ func (s *KV) ClearBulkPending(instanceID, bulkID string, run, slot int) error {
 	if err != nil {
 		return err
 	}
-	if err := s.js.Conn().Publish(s.bulksPrefix+key, data); err != nil {
+	if err := s.js.Conn().Publish(s.bulksBucket.prefix+key, data); err != nil {
 		return fmt.Errorf("store: clear pending contacts of bulk %s/%q: %w", instanceID, bulkID, err)
 	}
 	return nil
@@ -188,7 +201,7 @@ func (s *KV) BulkPending(ctx context.Context, instanceID, bulkID string) (contac
 		return nil, nil, err
 	}
 	seen := map[string]bool{}
-	err = s.walk(ctx, s.bulksStream, s.bulksPrefix, key+".p.>", func(slot string, data []byte, _ uint64) error {
+	err = s.walk(ctx, s.bulksBucket, key+".p.>", func(slot string, data []byte, _ uint64) error {
 		var p bulkPending
 		if err := json.Unmarshal(data, &p); err != nil {
 			return fmt.Errorf("slot %s: %w", slot, err)
@@ -221,9 +234,33 @@ func (s *KV) DeleteBulkPending(ctx context.Context, slots []string) error {
 // ContactsSequence returns the contacts bucket's last sequence: every
 // contact record written before the call has a Revision at most this.
 func (s *KV) ContactsSequence(ctx context.Context) (uint64, error) {
-	st, err := s.js.Stream(ctx, s.contactsStream)
+	st, err := s.js.Stream(ctx, s.contactsBucket.stream)
 	if err != nil {
 		return 0, fmt.Errorf("store: contacts stream: %w", err)
 	}
 	return st.CachedInfo().State.LastSeq, nil
+}
+
+// BulkFailures returns the failures recorded for the contacts of a bulk
+// request (RecordFailures with RequestKey.BulkID set), by contactId.
+func (s *KV) BulkFailures(ctx context.Context, instanceID, bulkID string) (map[string]Outcome, error) {
+	key, err := bulkKey(instanceID, bulkID)
+	if err != nil {
+		return nil, err
+	}
+	failures := map[string]Outcome{}
+	err = s.walk(ctx, s.bulksBucket, key+".f.*", func(k string, data []byte, rev uint64) error {
+		o, err := decodeOutcome(k, data, rev)
+		if err != nil {
+			return err
+		}
+		if o.Final() {
+			failures[o.ContactID] = *o
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: failures of bulk %s/%q: %w", instanceID, bulkID, err)
+	}
+	return failures, nil
 }

@@ -19,7 +19,13 @@ type Contact struct {
 	UpdatedAt  time.Time `json:"updatedAt"`
 	EndedAt    time.Time `json:"endedAt,omitzero"`
 	// EndedBy is the requestId of the request that ended the contact.
-	EndedBy          string `json:"endedBy,omitempty"`
+	EndedBy string `json:"endedBy,omitempty"`
+	// EndedBySeq is the sequence, in the requests stream, of the message
+	// whose delivery ended the contact; absent (0) for a contact ended by
+	// a bulk request or by a version that did not record it. A later
+	// message with the same requestId is a resend of an answered request,
+	// not a redelivery of the one that answered it.
+	EndedBySeq       uint64 `json:"endedBySeq,omitempty"`
 	DisconnectReason string `json:"disconnectReason,omitempty"`
 	// PreviousState is the state the contact was in when it was ended, kept
 	// so that a replayed stop reports the same result as the first.
@@ -75,11 +81,11 @@ func utc(t time.Time) time.Time {
 // the body are filled from it, and a body that names a different contact is
 // an error. So is a body that is not JSON or whose state or channel is not
 // valid: such a record was written by something other than this package and
-// cannot be acted on safely. These errors do not wrap any sentinel.
+// cannot be acted on safely. These errors wrap ErrBadRecord.
 func decodeContact(instanceID, contactID string, data []byte, rev uint64) (Contact, error) {
 	var c Contact
 	if err := json.Unmarshal(data, &c); err != nil {
-		return Contact{}, fmt.Errorf("store: contact %s/%q: malformed record at revision %d: %w", instanceID, contactID, rev, err)
+		return Contact{}, fmt.Errorf("%w: contact %s/%q: malformed record at revision %d: %w", ErrBadRecord, instanceID, contactID, rev, err)
 	}
 	if c.InstanceID == "" {
 		c.InstanceID = instanceID
@@ -88,12 +94,12 @@ func decodeContact(instanceID, contactID string, data []byte, rev uint64) (Conta
 		c.ContactID = contactID
 	}
 	if c.InstanceID != instanceID || c.ContactID != contactID {
-		return Contact{}, fmt.Errorf("store: contact %s/%q: record at revision %d names contact %s/%q",
-			instanceID, contactID, rev, c.InstanceID, c.ContactID)
+		return Contact{}, fmt.Errorf("%w: contact %s/%q: record at revision %d names contact %s/%q",
+			ErrBadRecord, instanceID, contactID, rev, c.InstanceID, c.ContactID)
 	}
 	if err := c.validate(); err != nil {
-		//nolint:errorlint // deliberately unwrapped: a corrupt record is an unclassified store error, not ErrInvalidContact (bad input)
-		return Contact{}, fmt.Errorf("store: contact %s/%q: invalid record at revision %d: %v", instanceID, contactID, rev, err)
+		//nolint:errorlint // deliberately not wrapped: a corrupt record is ErrBadRecord, not ErrInvalidContact (bad input)
+		return Contact{}, fmt.Errorf("%w: contact %s/%q: invalid record at revision %d: %v", ErrBadRecord, instanceID, contactID, rev, err)
 	}
 	c.Revision = rev
 	return c, nil

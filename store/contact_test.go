@@ -57,14 +57,15 @@ func TestContactJSON(t *testing.T) {
 
 	ended := Contact{
 		ContactID: "c-1", InstanceID: "acme", State: StateEnded, QueueID: "billing", Channel: ChannelChat,
-		EnqueuedAt: at.Add(-time.Minute), UpdatedAt: at, EndedAt: at, EndedBy: "r-42",
+		EnqueuedAt: at.Add(-time.Minute), UpdatedAt: at, EndedAt: at, EndedBy: "r-42", EndedBySeq: 17,
 		DisconnectReason: "EMERGENCY", PreviousState: StateQueued,
 	}
 	b, err = json.Marshal(ended)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"contactId":"c-1","instanceId":"acme","state":"ENDED","queueId":"billing","channel":"CHAT",
 		"enqueuedAt":"2026-11-20T09:59:00Z","updatedAt":"2026-11-20T10:00:00Z","endedAt":"2026-11-20T10:00:00Z",
-		"endedBy":"r-42","disconnectReason":"EMERGENCY","previousState":"QUEUED"}`, string(b))
+		"endedBy":"r-42","endedBySeq":17,"disconnectReason":"EMERGENCY","previousState":"QUEUED"}`, string(b))
+	require.Equal(t, string(b), string(ended.appendRecord(nil)), "the hot path writes the same record")
 }
 
 func TestDecodeContact(t *testing.T) {
@@ -81,7 +82,10 @@ func TestDecodeContact(t *testing.T) {
 		"bad channel":    `{"state":"QUEUED","channel":"FAX"}`,
 	} {
 		_, err := decodeContact("acme", "c 1", []byte(body), 7)
-		require.Error(t, err, name)
+		require.ErrorIs(t, err, ErrBadRecord, name)
+		require.NotErrorIs(t, err, ErrInvalidContact, "%s: a corrupt record is not bad input", name)
+		require.ErrorContains(t, err, `acme/"c 1"`, "%s: the error names the record", name)
+		require.ErrorContains(t, err, "revision 7", name)
 	}
 }
 

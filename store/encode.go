@@ -1,6 +1,10 @@
 package store
 
-import "github.com/contactstop/contactstop/internal/jsonx"
+import (
+	"strconv"
+
+	"github.com/contactstop/contactstop/internal/jsonx"
+)
 
 // appendRecord appends c's record, byte for byte what json.Marshal(c)
 // writes, without reflection (the worker writes one per stop).
@@ -22,6 +26,9 @@ func (c *Contact) appendRecord(b []byte) []byte {
 	}
 	if c.EndedBy != "" {
 		b = jsonx.String(jsonx.Field(b, "endedBy"), c.EndedBy)
+	}
+	if c.EndedBySeq != 0 {
+		b = strconv.AppendUint(jsonx.Field(b, "endedBySeq"), c.EndedBySeq, 10)
 	}
 	if c.DisconnectReason != "" {
 		b = jsonx.String(jsonx.Field(b, "disconnectReason"), c.DisconnectReason)

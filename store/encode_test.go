@@ -19,6 +19,7 @@ func TestAppendRecord(t *testing.T) {
 				EnqueuedAt: tm, UpdatedAt: at, EndedAt: tm, EndedBy: text, DisconnectReason: text, Revision: 7}
 			if text != "" {
 				c.PreviousState = StateQueued
+				c.EndedBySeq = uint64(len(text)) << 40
 			}
 			want, err := json.Marshal(c)
 			require.NoError(t, err)

@@ -11,10 +11,6 @@ var (
 	// (never written, or deleted).
 	ErrContactNotFound = errors.New("store: contact not found")
 
-	// ErrContactNotActive means the contact exists but was already ENDED by
-	// another request.
-	ErrContactNotActive = errors.New("store: contact not active")
-
 	// ErrInstanceNotFound means the instance is not registered in the
 	// instances bucket.
 	ErrInstanceNotFound = errors.New("store: instance not found")
@@ -28,4 +24,22 @@ var (
 	// an instance operation, fails validation. Nothing was read or written.
 	// It is permanent.
 	ErrInvalidInstance = errors.New("store: invalid instance")
+)
+
+// Sentinels of the decision protocol.
+var (
+	// ErrRevisionConflict means a conditioned write found its key at
+	// another revision than the one read: another writer got there first.
+	// Nothing was written; read again and decide again.
+	ErrRevisionConflict = errors.New("store: changed since it was read")
+
+	// ErrBadRecord means a key holds a record that is not a valid contact
+	// (it does not decode, names another contact, has an unknown state or
+	// channel) or a key not in the documented encoding. It is permanent:
+	// the record must be repaired.
+	ErrBadRecord = errors.New("store: bad record")
+
+	// ErrContactEnded means a write would bring an ENDED contact back to
+	// an active state; ReplaceContact does so only when forced.
+	ErrContactEnded = errors.New("store: contact is ENDED")
 )

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contactstop/contactstop/internal/jspub"
@@ -31,6 +33,9 @@ type Config struct {
 	// Replicas is the number of replicas of both buckets in a JetStream
 	// cluster, 1 to 5. Default 1. Buckets always use file storage.
 	Replicas int
+	// OutcomeTTL is how long the outcome records of failed requests are
+	// kept: as long as requests are (serve's --max-age). Default 7 days.
+	OutcomeTTL time.Duration
 	// KeepExisting makes Open use buckets that exist as they are, without
 	// updating their configuration, and create only missing ones. Client
 	// commands set it so that they never resize what serve set up.
@@ -60,6 +65,9 @@ func (c *Config) setDefaults() {
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
+	if c.OutcomeTTL == 0 {
+		c.OutcomeTTL = 7 * 24 * time.Hour
+	}
 }
 
 // Validate reports every problem with the configuration: bucket names that
@@ -84,6 +92,9 @@ func (c Config) Validate() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("store: config: Replicas %d must be 1 to 5", c.Replicas))
 	}
+	if c.OutcomeTTL < time.Second {
+		errs = append(errs, fmt.Errorf("store: config: OutcomeTTL %s must be at least 1s", c.OutcomeTTL))
+	}
 	return errors.Join(errs...)
 }
 
@@ -100,11 +111,8 @@ type KV struct {
 	pub     *jspub.Publisher
 	replies *jspub.Replies
 
-	// Names of the streams behind the buckets and their subject prefixes
-	// ("$KV.<bucket>.").
-	contactsStream, contactsPrefix   string
-	bulksStream, bulksPrefix         string
-	instancesStream, instancesPrefix string
+	// The streams behind the buckets.
+	contactsBucket, bulksBucket, instancesBucket bucket
 
 	// known caches the ids of instances seen to exist. Instances are never
 	// deleted by contactstop, so a hit never needs re-checking.
@@ -126,26 +134,27 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 	s := &KV{
 		js:              js,
 		cfg:             cfg,
-		contactsStream:  "KV_" + cfg.ContactsBucket,
-		contactsPrefix:  "$KV." + cfg.ContactsBucket + ".",
-		instancesStream: "KV_" + cfg.InstancesBucket,
-		instancesPrefix: "$KV." + cfg.InstancesBucket + ".",
-		bulksStream:     "KV_" + cfg.BulksBucket,
-		bulksPrefix:     "$KV." + cfg.BulksBucket + ".",
+		contactsBucket:  bucket{stream: "KV_" + cfg.ContactsBucket, prefix: "$KV." + cfg.ContactsBucket + "."},
+		instancesBucket: bucket{stream: "KV_" + cfg.InstancesBucket, prefix: "$KV." + cfg.InstancesBucket + "."},
+		bulksBucket:     bucket{stream: "KV_" + cfg.BulksBucket, prefix: "$KV." + cfg.BulksBucket + "."},
 		now:             func() time.Time { return time.Now().UTC() },
 	}
 	var err error
 	s.pub, s.replies = jspub.New(js.Conn()), jspub.NewReplies(js.Conn())
 	s.contacts, err = openBucket(ctx, js, cfg.KeepExisting, jetstream.KeyValueConfig{
 		Bucket:      cfg.ContactsBucket,
-		Description: "contactstop contacts: key <instanceId>.<escaped contactId>, value JSON (docs/store.md)",
+		Description: "contactstop contacts: key <instanceId>.<escaped contactId>, value JSON; outcome records =o.<instanceId>.<hash> (docs/store.md)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
+		// Per-message TTLs, for the outcome records. The markers it also
+		// turns on (left when a key expires) live this long.
+		LimitMarkerTTL: time.Minute,
 	})
 	if err != nil {
 		return nil, err
 	}
+
 	if !cfg.KeepExisting {
 		if err := s.markFront(ctx); err != nil {
 			return nil, err
@@ -170,6 +179,13 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, b := range []*bucket{&s.contactsBucket, &s.bulksBucket, &s.instancesBucket} {
+		st, err := js.Stream(ctx, b.stream)
+		if err != nil {
+			return nil, fmt.Errorf("store: stream %s: %w", b.stream, err)
+		}
+		b.replicated = st.CachedInfo().Config.Replicas > 1
 	}
 	return s, nil
 }
@@ -283,7 +299,7 @@ func (s *KV) GetInstance(ctx context.Context, instanceID string) (Instance, erro
 // or body is not valid.
 func (s *KV) ListInstances(ctx context.Context) ([]Instance, error) {
 	insts := []Instance{}
-	err := s.walk(ctx, s.instancesStream, s.instancesPrefix, ">", func(key string, data []byte, _ uint64) error {
+	err := s.walk(ctx, s.instancesBucket, "*", func(key string, data []byte, _ uint64) error {
 		if err := validateInstanceID(key); err != nil {
 			return fmt.Errorf("key %q: %w", key, err)
 		}
@@ -385,4 +401,47 @@ func validateContactIDs(instanceID, contactID string) error {
 		return fmt.Errorf("%w: %w", ErrInvalidContact, err)
 	}
 	return nil
+}
+
+// ReplaceContactParams writes one contact over whatever is stored.
+type ReplaceContactParams struct {
+	Contact Contact
+	// Force allows replacing an ENDED contact with an active one. Without
+	// it, a contact once ended stays ended: a request's stop is recorded
+	// on its contact, and reviving the contact would also erase that.
+	Force bool
+}
+
+// ReplaceContact writes a contact as PutContact does, by compare-and-set on
+// what it read, unless that is an ENDED contact and the new state is active
+// and p.Force is false: then it writes nothing and returns an error
+// wrapping ErrContactEnded.
+func (s *KV) ReplaceContact(ctx context.Context, p ReplaceContactParams) (Contact, error) {
+	c := p.Contact
+	key, data, err := s.prepareContact(&c)
+	if err != nil {
+		return Contact{}, err
+	}
+	for range maxFenceRounds {
+		views, err := s.Views(ctx, ViewParams{Keys: []RequestKey{{InstanceID: c.InstanceID, ContactID: c.ContactID}}, Consistent: true, ContactsOnly: true})
+		if err != nil {
+			return Contact{}, err
+		}
+		v := views[0]
+		if old := v.Contact; old != nil && old.State == StateEnded && c.State.Active() && !p.Force {
+			return Contact{}, fmt.Errorf("%w: %s/%q was ended by request %q at %s; force to replace it",
+				ErrContactEnded, c.InstanceID, c.ContactID, old.EndedBy, old.EndedAt.Format(time.RFC3339))
+		}
+		msg := &nats.Msg{Subject: s.contactsBucket.prefix + key, Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(v.ContactRev, 10))
+		ack := s.pub.Publish(ctx, []*nats.Msg{msg}, opTimeout)[0]
+		switch {
+		case ack.Err == nil:
+			c.Revision = ack.Sequence
+			return c, nil
+		case !revisionMismatch(ack.Err):
+			return Contact{}, fmt.Errorf("store: put contact %s/%q: %w", c.InstanceID, c.ContactID, ack.Err)
+		}
+	}
+	return Contact{}, fmt.Errorf("store: put contact %s/%q: it kept changing: %w", c.InstanceID, c.ContactID, ErrRevisionConflict)
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/contactstop/contactstop/internal/natstest"
@@ -27,12 +29,112 @@ func setup(t *testing.T) (*natstest.Server, jetstream.JetStream, *store.KV) {
 	return srv, js, kv
 }
 
+// suiteConfig is the configuration the shared suite runs with: bucket
+// names and an outcome TTL other than the defaults, so that nothing in the
+// store depends on those.
+var suiteConfig = store.Config{
+	ContactsBucket:  "suite-contacts",
+	InstancesBucket: "suite-instances",
+	BulksBucket:     "suite-bulks",
+	OutcomeTTL:      90 * time.Minute,
+}
+
+// rawKV is a *store.KV that lets the suite reach its buckets.
+type rawKV struct {
+	*store.KV
+	raw storetest.RawBuckets
+}
+
+func (s rawKV) RawBuckets() storetest.RawBuckets { return s.raw }
+
+var _ storetest.Raw = rawKV{}
+
 func TestKV(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		_, _, kv := setup(t)
-		return kv
+		_, js := natstest.Start(t).JetStream(t)
+		kv, err := store.Open(t.Context(), js, suiteConfig)
+		require.NoError(t, err)
+		return rawKV{KV: kv, raw: storetest.RawBuckets{JS: js, Contacts: suiteConfig.ContactsBucket,
+			Bulks: suiteConfig.BulksBucket, OutcomeTTL: suiteConfig.OutcomeTTL}}
 	})
+}
+
+// TestKVReplicated runs the suite's consistency tests on buckets with three
+// replicas in a three-server cluster, where consistent reads go to the
+// stream leader and plain reads may be answered by a lagging follower.
+// Every subtest gets buckets of its own on the one cluster.
+func TestKVReplicated(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts a three-server cluster")
+	}
+	cluster := natstest.StartCluster(t, 3)
+	var n atomic.Int64
+	storetest.RunReplicated(t, func(t *testing.T) storetest.Store {
+		_, js := cluster.JetStream(t)
+		i := n.Add(1)
+		cfg := store.Config{
+			ContactsBucket:  fmt.Sprint("contacts-", i),
+			InstancesBucket: fmt.Sprint("instances-", i),
+			BulksBucket:     fmt.Sprint("bulks-", i),
+			Replicas:        3,
+			OutcomeTTL:      time.Hour,
+		}
+		var kv *store.KV
+		// Retried: creating streams may time out while the cluster is busy.
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			var err error
+			kv, err = store.Open(t.Context(), js, cfg)
+			require.NoError(ct, err)
+		}, 60*time.Second, 100*time.Millisecond)
+		return rawKV{KV: kv, raw: storetest.RawBuckets{JS: js, Contacts: cfg.ContactsBucket, Bulks: cfg.BulksBucket, OutcomeTTL: cfg.OutcomeTTL}}
+	})
+}
+
+// TestKVDefaults checks the outcome TTL of a store opened with the zero
+// configuration (default bucket names): 7 days.
+func TestKVDefaults(t *testing.T) {
+	t.Parallel()
+	_, js, kv := setup(t)
+	ctx := t.Context()
+	_, err := kv.PutContact(ctx, store.Contact{InstanceID: "acme", ContactID: "c-1", State: store.StateQueued, Channel: store.ChannelVoice})
+	require.NoError(t, err)
+	res := kv.RecordFailures(ctx, []store.RecordFailureParams{{Key: store.RequestKey{InstanceID: "acme", ContactID: "c-1", RequestID: "r-1"},
+		Failure: store.Outcome{ReasonCode: "X"}}})[0]
+	require.NoError(t, res.Err)
+	st, err := js.Stream(ctx, "KV_contactstop-contacts")
+	require.NoError(t, err)
+	m, err := st.GetLastMsgForSubject(ctx, "$KV.contactstop-contacts."+store.OutcomeKey("acme", "c-1", "r-1"))
+	require.NoError(t, err)
+	require.Equal(t, "604800", m.Header.Get("Nats-TTL"), "7 days by default")
+	require.Equal(t, res.Outcome.Revision, m.Sequence)
+}
+
+// TestOutcomeExpires: an outcome record is gone after the outcome TTL; the
+// request then has no outcome, its key keeps a revision (the server's
+// marker), and a new outcome can be recorded at it.
+func TestOutcomeExpires(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Start(t).JetStream(t)
+	kv, err := store.Open(t.Context(), js, store.Config{OutcomeTTL: time.Second})
+	require.NoError(t, err)
+	ctx := t.Context()
+	k := store.RequestKey{InstanceID: "acme", ContactID: "c-1", RequestID: "r-1"}
+	res := kv.RecordFailures(ctx, []store.RecordFailureParams{{Key: k, Failure: store.Outcome{ReasonCode: "X"}}})[0]
+	require.NoError(t, res.Err)
+	var v store.View
+	require.Eventually(t, func() bool {
+		vs, err := kv.Views(ctx, store.ViewParams{Keys: []store.RequestKey{k}, Consistent: true})
+		require.NoError(t, err)
+		v = vs[0]
+		return v.Outcome == nil
+	}, 20*time.Second, 50*time.Millisecond, "the outcome record never expired")
+	lk, err := kv.LookUpRequest(ctx, k)
+	require.NoError(t, err)
+	require.Nil(t, lk.Failed)
+	res = kv.RecordFailures(ctx, []store.RecordFailureParams{{Key: k, Failure: store.Outcome{ReasonCode: "Y"}, OutcomeRev: v.OutcomeRev}})[0]
+	require.NoError(t, res.Err, "recorded again at the revision read after expiry")
 }
 
 // TestFrontMarker sees the front marker written once, as the bucket's first
@@ -71,10 +173,12 @@ func TestConfigValidate(t *testing.T) {
 		"same bucket":           {ContactsBucket: "x", InstancesBucket: "x", Replicas: 1},
 		"no replicas":           {ContactsBucket: "c", InstancesBucket: "i"},
 		"six replicas":          {ContactsBucket: "c", InstancesBucket: "i", Replicas: 6},
+		"same bulks bucket":     {ContactsBucket: "c", InstancesBucket: "i", BulksBucket: "c", Replicas: 1, OutcomeTTL: time.Hour},
+		"short outcome TTL":     {ContactsBucket: "c", InstancesBucket: "i", BulksBucket: "b", Replicas: 1, OutcomeTTL: time.Millisecond},
 	} {
 		require.Error(t, cfg.Validate(), name)
 	}
-	require.NoError(t, store.Config{ContactsBucket: "c", InstancesBucket: "i", BulksBucket: "b", Replicas: 3}.Validate())
+	require.NoError(t, store.Config{ContactsBucket: "c", InstancesBucket: "i", BulksBucket: "b", Replicas: 3, OutcomeTTL: time.Second}.Validate())
 
 	_, js := natstest.Start(t).JetStream(t)
 	_, err := store.Open(t.Context(), js, store.Config{ContactsBucket: "bad bucket"})
@@ -143,6 +247,15 @@ func TestForeignWriters(t *testing.T) {
 	ctx := t.Context()
 	raw, err := js.KeyValue(ctx, "contactstop-contacts")
 	require.NoError(t, err)
+	views := func(keys ...store.RequestKey) []store.View {
+		t.Helper()
+		vs, err := kv.Views(ctx, store.ViewParams{Keys: keys})
+		require.NoError(t, err)
+		return vs
+	}
+	key := func(id string) store.RequestKey {
+		return store.RequestKey{InstanceID: "acme", ContactID: id, RequestID: "r-1"}
+	}
 
 	// The documented example: ids may be left out of the body.
 	_, err = raw.Put(ctx, "acme.c-1", []byte(`{"state":"QUEUED","channel":"VOICE","queueId":"billing","updatedAt":"2026-11-20T10:00:00Z"}`))
@@ -154,9 +267,21 @@ func TestForeignWriters(t *testing.T) {
 	require.Equal(t, "c-1", c.ContactID)
 	require.Equal(t, "acme", c.InstanceID)
 	require.Equal(t, "billing", c.QueueID)
-	res, err := kv.EndContact(ctx, store.EndContactParams{InstanceID: "acme", ContactID: "a.b c", RequestID: "r-1"})
+	v := views(key("a.b c"))[0]
+	require.NotNil(t, v.Contact)
+	o := kv.EndContacts(ctx, []store.EndContactParams{{Contact: *v.Contact, RequestID: "r-1"}})[0]
+	require.NoError(t, o.Err)
+	require.Equal(t, store.StateConnected, o.Contact.PreviousState)
+
+	// A foreign update between the read and the end: the end is refused.
+	v = views(key("c-1"))[0]
+	_, err = raw.Update(ctx, "acme.c-1", []byte(`{"state":"ON_HOLD","channel":"VOICE"}`), v.ContactRev)
 	require.NoError(t, err)
-	require.Equal(t, store.StateConnected, res.Contact.PreviousState)
+	o = kv.EndContacts(ctx, []store.EndContactParams{{Contact: *v.Contact, RequestID: "r-1"}})[0]
+	require.ErrorIs(t, o.Err, store.ErrRevisionConflict)
+	c, err = kv.GetContact(ctx, "acme", "c-1")
+	require.NoError(t, err)
+	require.Equal(t, store.StateOnHold, c.State, "the foreign write stands")
 
 	// A deleted or purged contact is gone.
 	_, err = kv.PutContact(ctx, store.Contact{InstanceID: "acme", ContactID: "gone", State: store.StateQueued, Channel: store.ChannelSMS})
@@ -168,21 +293,17 @@ func TestForeignWriters(t *testing.T) {
 	for _, id := range []string{"gone", "purged"} {
 		_, err = kv.GetContact(ctx, "acme", id)
 		require.ErrorIs(t, err, store.ErrContactNotFound, id)
-		_, err = kv.EndContact(ctx, store.EndContactParams{InstanceID: "acme", ContactID: id, RequestID: "r-1"})
-		require.ErrorIs(t, err, store.ErrContactNotFound, id)
 	}
-	// The batched path reads the same: markers are not contacts, a body
+	// The batched read sees the same: markers are not contacts, a body
 	// without ids is the key's contact.
-	outs := kv.EndContacts(ctx, []store.EndContactParams{
-		{InstanceID: "acme", ContactID: "gone", RequestID: "r-2"},
-		{InstanceID: "acme", ContactID: "purged", RequestID: "r-2"},
-		{InstanceID: "acme", ContactID: "c-1", RequestID: "r-2"},
-	})
-	require.ErrorIs(t, outs[0].Err, store.ErrContactNotFound)
-	require.ErrorIs(t, outs[1].Err, store.ErrContactNotFound)
-	require.NoError(t, outs[2].Err)
-	require.Equal(t, "c-1", outs[2].Result.Contact.ContactID)
-	require.Equal(t, "billing", outs[2].Result.Contact.QueueID)
+	vs := views(key("gone"), key("purged"), key("c-1"))
+	require.Nil(t, vs[0].Contact)
+	require.NotZero(t, vs[0].ContactRev)
+	require.Nil(t, vs[1].Contact)
+	require.NotZero(t, vs[1].ContactRev)
+	require.NotNil(t, vs[2].Contact)
+	require.Equal(t, "c-1", vs[2].Contact.ContactID)
+	require.Equal(t, "acme", vs[2].Contact.InstanceID)
 	var ids []string
 	require.NoError(t, kv.ListContacts(ctx, "acme", func(c store.Contact) error {
 		ids = append(ids, c.ContactID)
@@ -190,25 +311,35 @@ func TestForeignWriters(t *testing.T) {
 	}))
 	require.ElementsMatch(t, []string{"c-1", "a.b c"}, ids)
 
-	// A malformed record is an error, but none of the sentinels: the
-	// caller cannot branch on it as "not found" or "not active".
+	// A malformed record is ErrBadRecord, none of the other sentinels: the
+	// caller cannot take it for "not found" or "invalid request".
 	_, err = raw.Put(ctx, "acme.bad", []byte(`{"state":"DONE","channel":"VOICE"}`))
 	require.NoError(t, err)
 	_, err = kv.GetContact(ctx, "acme", "bad")
-	require.Error(t, err)
-	for _, sentinel := range []error{store.ErrContactNotFound, store.ErrContactNotActive, store.ErrInvalidContact} {
+	require.ErrorIs(t, err, store.ErrBadRecord)
+	for _, sentinel := range []error{store.ErrContactNotFound, store.ErrInvalidContact} {
 		require.NotErrorIs(t, err, sentinel)
 	}
-	outs = kv.EndContacts(ctx, []store.EndContactParams{{InstanceID: "acme", ContactID: "bad", RequestID: "r-3"}})
-	require.Error(t, outs[0].Err)
-	for _, sentinel := range []error{store.ErrContactNotFound, store.ErrContactNotActive, store.ErrInvalidContact} {
-		require.NotErrorIs(t, outs[0].Err, sentinel)
-	}
-	// A key that is not in the canonical encoding stops a listing.
+	v = views(key("bad"))[0]
+	require.Nil(t, v.Contact)
+	require.ErrorIs(t, v.Bad, store.ErrBadRecord)
+	err = kv.ListContacts(ctx, "acme", func(store.Contact) error { return nil })
+	require.ErrorIs(t, err, store.ErrBadRecord)
+
+	// A key that is not in the canonical encoding stops a listing, and is
+	// reported by a walk.
 	_, err = raw.Put(ctx, "beta.=2e", []byte(`{"state":"QUEUED","channel":"VOICE"}`))
 	require.NoError(t, err)
 	err = kv.ListContacts(ctx, "beta", func(store.Contact) error { return nil })
-	require.Error(t, err)
+	require.ErrorIs(t, err, store.ErrBadRecord)
+	var bad []error
+	require.NoError(t, kv.WalkContacts(ctx, store.WalkParams{InstanceID: "beta"}, func(e store.WalkEntry) error {
+		bad = append(bad, e.Bad)
+		return nil
+	}))
+	require.Len(t, bad, 1)
+	require.ErrorIs(t, bad[0], store.ErrBadRecord)
+	require.ErrorContains(t, bad[0], `"beta.=2e"`)
 }
 
 // TestListContactsLeavesNoConsumer checks that a listing, finished or
@@ -241,7 +372,10 @@ func TestListContactsLeavesNoConsumer(t *testing.T) {
 }
 
 // TestWatchContacts shows the documented way for another service to follow
-// one instance's contacts: a KV watch on "<instanceId>.>".
+// one instance's contacts: a KV watch on "<instanceId>.>". Outcome records,
+// in the same bucket, are not seen by it. (The bucket keeps one value per
+// key, so a watcher that has not yet received a value when the key is
+// written again sees only the newer one: the test waits for each.)
 func TestWatchContacts(t *testing.T) {
 	t.Parallel()
 	_, js, kv := setup(t)
@@ -252,16 +386,8 @@ func TestWatchContacts(t *testing.T) {
 	w, err := raw.Watch(ctx, "acme.>", jetstream.UpdatesOnly())
 	require.NoError(t, err)
 	defer func() { _ = w.Stop() }()
-
-	_, err = kv.PutContact(ctx, store.Contact{InstanceID: "acme-evil", ContactID: "x", State: store.StateQueued, Channel: store.ChannelVoice})
-	require.NoError(t, err)
-	_, err = kv.PutContact(ctx, store.Contact{InstanceID: "acme", ContactID: "a.b", State: store.StateQueued, Channel: store.ChannelVoice})
-	require.NoError(t, err)
-	_, err = kv.EndContact(ctx, store.EndContactParams{InstanceID: "acme", ContactID: "a.b", RequestID: "r-1"})
-	require.NoError(t, err)
-
-	var states []store.State
-	for len(states) < 2 {
+	next := func() store.Contact {
+		t.Helper()
 		select {
 		case e := <-w.Updates():
 			require.NotNil(t, e)
@@ -271,12 +397,26 @@ func TestWatchContacts(t *testing.T) {
 			require.Equal(t, "a.b", id)
 			var c store.Contact
 			require.NoError(t, json.Unmarshal(e.Value(), &c))
-			states = append(states, c.State)
+			return c
 		case <-ctx.Done():
-			t.Fatal("watch saw no updates")
+			t.Fatal("watch saw no update")
 		}
+		return store.Contact{}
 	}
-	require.Equal(t, []store.State{store.StateQueued, store.StateEnded}, states)
+
+	_, err = kv.PutContact(ctx, store.Contact{InstanceID: "acme-evil", ContactID: "x", State: store.StateQueued, Channel: store.ChannelVoice})
+	require.NoError(t, err)
+	res := kv.RecordFailures(ctx, []store.RecordFailureParams{{Key: store.RequestKey{InstanceID: "acme", ContactID: "absent", RequestID: "r-0"},
+		Failure: store.Outcome{ReasonCode: "CONTACT_NOT_FOUND"}, DependsOnContact: true}})[0]
+	require.NoError(t, res.Err)
+	c, err := kv.PutContact(ctx, store.Contact{InstanceID: "acme", ContactID: "a.b", State: store.StateQueued, Channel: store.ChannelVoice})
+	require.NoError(t, err)
+	require.Equal(t, store.StateQueued, next().State)
+	o := kv.EndContacts(ctx, []store.EndContactParams{{Contact: c, RequestID: "r-1"}})[0]
+	require.NoError(t, o.Err)
+	ended := next()
+	require.Equal(t, store.StateEnded, ended.State)
+	require.Equal(t, "r-1", ended.EndedBy)
 }
 
 // TestServerRestart checks that contacts survive a restart of the server
@@ -289,17 +429,28 @@ func TestServerRestart(t *testing.T) {
 	require.NoError(t, err)
 	_, err = kv.PutContact(ctx, store.Contact{InstanceID: "acme", ContactID: "c-1", State: store.StateOnHold, Channel: store.ChannelVoice})
 	require.NoError(t, err)
+	k := store.RequestKey{InstanceID: "acme", ContactID: "c-2", RequestID: "r-2"}
+	failed := kv.RecordFailures(ctx, []store.RecordFailureParams{{Key: k, Failure: store.Outcome{ReasonCode: "X"}}})[0]
+	require.NoError(t, failed.Err)
 
 	srv.Restart()
 
-	var res store.EndContactResult
+	var o store.EndOutcome
 	require.Eventually(t, func() bool {
 		c, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		res, err = kv.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "c-1", RequestID: "r-1"})
-		return err == nil
-	}, 20*time.Second, 50*time.Millisecond, "last error: %v", err)
-	require.Equal(t, store.StateOnHold, res.Contact.PreviousState)
+		vs, err := kv.Views(c, store.ViewParams{Keys: []store.RequestKey{{InstanceID: "acme", ContactID: "c-1", RequestID: "r-1"}}})
+		if err != nil || vs[0].Contact == nil {
+			return false
+		}
+		o = kv.EndContacts(c, []store.EndContactParams{{Contact: *vs[0].Contact, RequestID: "r-1"}})[0]
+		return o.Err == nil
+	}, 20*time.Second, 50*time.Millisecond, "last outcome: %+v", o)
+	require.Equal(t, store.StateOnHold, o.Contact.PreviousState)
+	lk, err := kv.LookUpRequest(ctx, k)
+	require.NoError(t, err)
+	require.NotNil(t, lk.Failed, "outcome records survive a restart")
+	require.Equal(t, failed.Outcome.Revision, lk.Failed.Revision)
 	insts, err := kv.ListInstances(ctx)
 	require.NoError(t, err)
 	require.Len(t, insts, 1)
@@ -311,34 +462,50 @@ func TestTransientErrors(t *testing.T) {
 	t.Parallel()
 	srv, _, kv := setup(t)
 	ctx := t.Context()
-	_, err := kv.PutContact(ctx, store.Contact{InstanceID: "acme", ContactID: "c-1", State: store.StateQueued, Channel: store.ChannelVoice})
+	c1, err := kv.PutContact(ctx, store.Contact{InstanceID: "acme", ContactID: "c-1", State: store.StateQueued, Channel: store.ChannelVoice})
 	require.NoError(t, err)
 	srv.Shutdown()
 
-	c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel()
-	_, err = kv.EndContact(c, store.EndContactParams{InstanceID: "acme", ContactID: "c-1", RequestID: "r-1"})
-	require.Error(t, err)
-	for _, sentinel := range []error{store.ErrContactNotFound, store.ErrContactNotActive, store.ErrInvalidContact} {
-		require.NotErrorIs(t, err, sentinel)
-	}
-	c3, cancel3 := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel3()
-	known := store.Contact{InstanceID: "acme", ContactID: "c-1", State: store.StateQueued, Channel: store.ChannelVoice, Revision: 1}
-	outs := kv.EndContacts(c3, []store.EndContactParams{
-		{InstanceID: "acme", ContactID: "c-1", RequestID: "r-1"},
-		{InstanceID: "acme", ContactID: "c-1", RequestID: "r-2", Known: &known},
-	})
-	for _, o := range outs {
-		require.Error(t, o.Err)
-		for _, sentinel := range []error{store.ErrContactNotFound, store.ErrContactNotActive, store.ErrInvalidContact} {
-			require.NotErrorIs(t, o.Err, sentinel)
+	sentinels := []error{store.ErrContactNotFound, store.ErrInvalidContact, store.ErrRevisionConflict,
+		store.ErrBadRecord, store.ErrContactEnded, store.ErrInstanceNotFound}
+	requireTransient := func(err error, what string) {
+		t.Helper()
+		require.Error(t, err, what)
+		for _, sentinel := range sentinels {
+			require.NotErrorIs(t, err, sentinel, what)
 		}
 	}
-	c2, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel2()
-	ok, err := kv.InstanceExists(c2, "acme")
-	require.Error(t, err)
+	short := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		t.Cleanup(cancel)
+		return c
+	}
+	k := store.RequestKey{InstanceID: "acme", ContactID: "c-1", RequestID: "r-1"}
+
+	_, err = kv.GetContact(short(), "acme", "c-1")
+	requireTransient(err, "GetContact")
+	_, err = kv.Views(short(), store.ViewParams{Keys: []store.RequestKey{k}})
+	requireTransient(err, "Views")
+	_, err = kv.Views(short(), store.ViewParams{Keys: []store.RequestKey{k}, Consistent: true})
+	requireTransient(err, "consistent Views")
+	for _, o := range kv.EndContacts(short(), []store.EndContactParams{{Contact: c1, RequestID: "r-1"}, {Contact: c1, RequestID: "r-2"}}) {
+		requireTransient(o.Err, "EndContacts")
+	}
+	for _, r := range kv.RecordFailures(short(), []store.RecordFailureParams{{Key: k, Failure: store.Outcome{ReasonCode: "X"}}}) {
+		requireTransient(r.Err, "RecordFailures")
+	}
+	_, err = kv.RecordAttempt(short(), store.RecordAttemptParams{Key: k, Attempts: 1})
+	requireTransient(err, "RecordAttempt")
+	_, err = kv.LookUpRequest(short(), k)
+	requireTransient(err, "LookUpRequest")
+	_, err = kv.ReplaceContact(short(), store.ReplaceContactParams{Contact: c1})
+	requireTransient(err, "ReplaceContact")
+	err = kv.WalkContacts(short(), store.WalkParams{InstanceID: "acme"}, func(store.WalkEntry) error { return nil })
+	requireTransient(err, "WalkContacts")
+	_, err = kv.BulkFailures(short(), "acme", "b")
+	requireTransient(err, "BulkFailures")
+	ok, err := kv.InstanceExists(short(), "acme")
+	requireTransient(err, "InstanceExists")
 	require.False(t, ok)
 }
 

@@ -73,7 +73,7 @@ func (s *KV) SeedContacts(ctx context.Context, contacts iter.Seq[Contact]) (int,
 		}
 		// No headers (such as an expected stream): like records written
 		// with any KV client's Put, they are cheaper for the server to read.
-		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: s.contactsPrefix + key, Data: data},
+		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: s.contactsBucket.prefix + key, Data: data},
 			jetstream.WithStallWait(5*time.Second))
 		if err != nil {
 			failed = fmt.Errorf("store: seed contacts: publish %s/%q: %w", c.InstanceID, c.ContactID, err)

@@ -27,55 +27,86 @@ const walkInactive = 2 * time.Minute
 // If fn returns an error the walk stops and ListContacts returns that error
 // unwrapped. An invalid instanceId gives an error wrapping ErrInvalidContact;
 // a record whose key or body is not a valid contact stops the walk with an
-// unclassified error; a lost connection, a server restart or a timeout stops
-// it with a wrapped transient error, and the caller may walk again.
+// error wrapping ErrBadRecord (WalkContacts passes over such records); a
+// lost connection, a server restart or a timeout stops it with a wrapped
+// transient error, and the caller may walk again.
 func (s *KV) ListContacts(ctx context.Context, instanceID string, fn func(Contact) error) error {
-	return s.WalkContacts(ctx, instanceID, nil, fn)
+	return s.WalkContacts(ctx, WalkParams{InstanceID: instanceID}, func(e WalkEntry) error {
+		if e.Bad != nil {
+			return e.Bad
+		}
+		return fn(e.Contact)
+	})
 }
 
-// WalkContacts is ListContacts with skip, which, when not nil, is asked
-// about each contact by id before its record is decoded: true passes the
-// contact over. A bulk run skips its own writes, which the walk delivers
-// again, this way.
-func (s *KV) WalkContacts(ctx context.Context, instanceID string, skip func(contactID string) bool, fn func(Contact) error) error {
-	if err := validateInstanceID(instanceID); err != nil {
+// WalkParams selects the records WalkContacts visits.
+type WalkParams struct {
+	InstanceID string
+	// Skip, when not nil, is asked about each contact by the second token
+	// of its key (the escaped contactId) before its record is decoded:
+	// true passes the record over. A bulk run skips its own writes, which
+	// the walk delivers again, this way.
+	Skip func(escapedContactID string) bool
+}
+
+// WalkEntry is one record of a walk: a contact, or a record that cannot be
+// one.
+type WalkEntry struct {
+	// Contact is the record, with its Revision, when Bad is nil.
+	Contact Contact
+	// Bad, when set, wraps ErrBadRecord and names the key and revision of a
+	// record that is not a valid contact: a key not in the documented
+	// encoding, a body that does not decode, an unknown state or channel.
+	Bad error
+}
+
+// WalkContacts is ListContacts for callers that carry on past bad records:
+// fn gets each as a WalkEntry with Bad set, and the walk goes on unless fn
+// returns an error.
+func (s *KV) WalkContacts(ctx context.Context, p WalkParams, fn func(WalkEntry) error) error {
+	if err := validateInstanceID(p.InstanceID); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidContact, err)
 	}
 	var fnErr error
-	err := s.walk(ctx, s.contactsStream, s.contactsPrefix, instanceID+".>", func(key string, data []byte, rev uint64) error {
-		inst, id, err := ParseContactKey(key)
-		if err != nil {
-			return err
-		}
-		if skip != nil && skip(id) {
-			return nil
-		}
-		c, err := decodeContact(inst, id, data, rev)
-		if err != nil {
-			return err
-		}
-		if err := fn(c); err != nil {
+	call := func(e WalkEntry) error {
+		if err := fn(e); err != nil {
 			fnErr = err
 			return err
 		}
 		return nil
+	}
+	err := s.walk(ctx, s.contactsBucket, p.InstanceID+".>", func(key string, data []byte, rev uint64) error {
+		esc := key[len(p.InstanceID)+1:]
+		if p.Skip != nil && p.Skip(esc) {
+			return nil
+		}
+		inst, id, err := ParseContactKey(key)
+		if err != nil {
+			return call(WalkEntry{Bad: fmt.Errorf("%w: key %q at revision %d: %w", ErrBadRecord, key, rev, err)})
+		}
+		c, err := decodeContact(inst, id, data, rev)
+		if err != nil {
+			return call(WalkEntry{Bad: err})
+		}
+		return call(WalkEntry{Contact: c})
 	})
 	if fnErr != nil {
 		return fnErr
 	}
 	if err != nil {
-		return fmt.Errorf("store: list contacts of %s: %w", instanceID, err)
+		return fmt.Errorf("store: list contacts of %s: %w", p.InstanceID, err)
 	}
 	return nil
 }
 
 // walk calls fn with the key, value and revision of the latest value of
-// every live key matching keyFilter in the bucket behind stream (whose
-// subjects are prefix+key), skipping deleted and purged keys. It reads
+// every live key matching keyFilter in bucket b, skipping deleted and
+// purged keys. It reads
 // through an ephemeral, unacknowledged pull consumer that delivers the last
 // message per subject, pulling walkBatch messages at a time without waiting,
 // and deletes the consumer on return.
-func (s *KV) walk(ctx context.Context, stream, prefix, keyFilter string, fn func(key string, data []byte, rev uint64) error) error {
+func (s *KV) walk(ctx context.Context, b bucket, keyFilter string, fn func(key string, data []byte, rev uint64) error) error {
+	stream, prefix := b.stream, b.prefix
 	cons, err := s.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Description:       "contactstop store walk",
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
@@ -122,7 +153,7 @@ func (s *KV) walk(ctx context.Context, stream, prefix, keyFilter string, fn func
 			}
 			delivered = meta.Sequence.Consumer
 			pending = meta.NumPending
-			if isDeleteMarker(msg) {
+			if isMarker(msg.Headers()) {
 				continue
 			}
 			subj := msg.Subject()
@@ -159,18 +190,4 @@ func (s *KV) walk(ctx context.Context, stream, prefix, keyFilter string, fn func
 		}
 	}
 	return nil
-}
-
-// isDeleteMarker reports whether msg marks a deleted or purged key, whether
-// by KV Delete/Purge or by a server marker (TTL, MaxAge).
-func isDeleteMarker(msg jetstream.Msg) bool {
-	h := msg.Headers()
-	if len(h) == 0 {
-		return false
-	}
-	switch h.Get("KV-Operation") {
-	case "DEL", "PURGE":
-		return true
-	}
-	return h.Get(jetstream.MarkerReasonHeader) != ""
 }

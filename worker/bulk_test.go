@@ -265,9 +265,7 @@ func TestBulkTakeoverOfOlderVersion(t *testing.T) {
 			require.NoError(t, err)
 			for i := range 10 {
 				id := fmt.Sprint("c", i)
-				_, err := e.st.EndContact(ctx, store.EndContactParams{InstanceID: inst, ContactID: id,
-					RequestID: events.BulkItemRequestID("old", id)})
-				require.NoError(t, err)
+				endContact(t, e.st, id, events.BulkItemRequestID("old", id))
 			}
 			e.start(bulkConfig(t), nil)
 

@@ -93,7 +93,7 @@ func clusterConfig(t *testing.T) worker.Config {
 	cfg := fastConfig(t)
 	cfg.Workers = 128
 	cfg.AckWait = clusterAckWait
-	cfg.MaxDeliveries = 5
+	cfg.MaxAttempts = 5
 	cfg.RetryInitial = 20 * time.Millisecond
 	cfg.RetryMax = 500 * time.Millisecond
 	cfg.RetryMaxElapsed = clusterRetryMaxElapsed
@@ -225,7 +225,7 @@ func (ce *clusterEnv) progress() (progress, error) {
 	ctx, cancel := context.WithTimeout(ce.t.Context(), 2*time.Second)
 	defer cancel()
 	var p progress
-	cons, err := ce.js.Consumer(ctx, worker.StreamRequests, worker.ConsumerName)
+	cons, err := ce.js.Consumer(ctx, events.StreamRequests, events.ConsumerRequests)
 	if err != nil {
 		return p, err
 	}
@@ -234,7 +234,7 @@ func (ce *clusterEnv) progress() (progress, error) {
 		return p, err
 	}
 	p.pending, p.ackPending, p.ackFloor = ci.NumPending, uint64(ci.NumAckPending), ci.AckFloor.Stream
-	rs, err := ce.js.Stream(ctx, worker.StreamResults)
+	rs, err := ce.js.Stream(ctx, events.StreamResults)
 	if err != nil {
 		return p, err
 	}
@@ -376,7 +376,7 @@ func (ce *clusterEnv) tryRead(stream string) ([]stored, error) {
 		for m := range batch.Messages() {
 			got++
 			st := stored{subject: m.Subject(), header: m.Headers(), data: m.Data()}
-			if stream == worker.StreamResults {
+			if stream == events.StreamResults {
 				if st.result, err = events.DecodeResult(m.Subject(), m.Data()); err != nil {
 					return nil, fmt.Errorf("result %s: %w", m.Data(), err)
 				}
@@ -407,7 +407,7 @@ func (ce *clusterEnv) verify() {
 	}
 
 	results := map[string][]events.Result{}
-	for _, r := range ce.read(worker.StreamResults) {
+	for _, r := range ce.read(events.StreamResults) {
 		results[r.result.RequestID()] = append(results[r.result.RequestID()], r.result)
 	}
 	var missing, duplicated, failed, unknown int
@@ -461,13 +461,13 @@ func (ce *clusterEnv) verify() {
 	require.NoError(t, err)
 	info, err := s.Info(ctx)
 	require.NoError(t, err)
-	deadLetters := len(ce.read(worker.StreamDeadLetter))
-	rs, err := ce.js.Stream(ctx, worker.StreamRequests)
+	deadLetters := len(ce.read(events.StreamDeadLetter))
+	rs, err := ce.js.Stream(ctx, events.StreamRequests)
 	require.NoError(t, err)
 	rinfo, err := rs.Info(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, ce.n, rinfo.State.Msgs, "every request is stored once")
-	cons, err := ce.js.Consumer(ctx, worker.StreamRequests, worker.ConsumerName)
+	cons, err := ce.js.Consumer(ctx, events.StreamRequests, events.ConsumerRequests)
 	require.NoError(t, err)
 	cinfo, err := cons.Info(ctx)
 	require.NoError(t, err)
@@ -491,21 +491,22 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 	t.Parallel()
 	ce := setupCluster(t)
 	ce.backlog()
-	leader := ce.c.StreamLeader(worker.StreamRequests)
-	ce.c.MoveLeader(worker.StreamRequests, worker.ConsumerName, leader)
+	leader := ce.c.StreamLeader(events.StreamRequests)
+	ce.c.MoveLeader(events.StreamRequests, events.ConsumerRequests, leader)
 	other := (leader + 1) % ce.c.Size()
 	t.Logf("requests stream and consumer led by n%d; the worker connects to n%d", leader, other)
 
 	began := time.Now()
 	since := func() time.Duration { return time.Since(began).Round(time.Millisecond) }
 	ce.startWorker(ce.connect("worker", other), nil)
-	p := ce.waitResults(ce.n / 5)
+	// Early in the drain: a busy machine may sample the progress late.
+	p := ce.waitResults(ce.n / 20)
 	require.Less(t, p.results, uint64(ce.n), "the drain ended before the kill")
 	t.Logf("killing n%d at %d results, %s into the drain", leader, p.results, since())
 	killed := time.Now()
 	ce.c.Kill(leader)
-	t.Logf("new leaders: stream n%d, consumer n%d, %s after the kill", ce.c.StreamLeader(worker.StreamRequests),
-		ce.c.ConsumerLeader(worker.StreamRequests, worker.ConsumerName), time.Since(killed).Round(time.Millisecond))
+	t.Logf("new leaders: stream n%d, consumer n%d, %s after the kill", ce.c.StreamLeader(events.StreamRequests),
+		ce.c.ConsumerLeader(events.StreamRequests, events.ConsumerRequests), time.Since(killed).Round(time.Millisecond))
 	// The worker carries on with the leaders' server down. How long it
 	// pauses first is measured (waitDrained logs the longest pause), not
 	// asserted; waitFor fails the test if it never resumes.
@@ -561,15 +562,10 @@ func TestClusterRollingRestart(t *testing.T) {
 	ce.verify()
 }
 
-// countingStore counts the EndContact calls a worker makes.
+// countingStore counts the contacts a worker ends.
 type countingStore struct {
 	*store.KV
 	ends atomic.Int64
-}
-
-func (c *countingStore) EndContact(ctx context.Context, p store.EndContactParams) (store.EndContactResult, error) {
-	c.ends.Add(1)
-	return c.KV.EndContact(ctx, p)
 }
 
 func (c *countingStore) EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome {
@@ -594,7 +590,7 @@ func TestClusterTwoReplicas(t *testing.T) {
 		})
 	}
 	ce.waitDrained()
-	t.Logf("drained %d requests in %s; EndContact calls by replica: %d and %d", ce.n,
+	t.Logf("drained %d requests in %s; contacts ended by replica: %d and %d", ce.n,
 		time.Since(began).Round(time.Millisecond), stores[0].ends.Load(), stores[1].ends.Load())
 	for i, s := range stores {
 		require.Positive(t, s.ends.Load(), "replica %d did no work", i)

@@ -28,12 +28,25 @@ type Config struct {
 	// Default 1024.
 	MaxAckPending int
 	// AckWait is how long the server waits for an acknowledgement before it
-	// redelivers a request to any worker. Default 30s.
+	// redelivers a request to any worker. A delivery is given up (handed
+	// back, not counted as an attempt) if it is still unsettled AckWait/4
+	// before that, which only a paused or starved process ever meets.
+	// Default 30s.
 	AckWait time.Duration
-	// MaxDeliveries is how many deliveries a request that keeps failing
-	// with transient errors gets before it ends as INTERNAL_ERROR and is
-	// copied to the dead-letter stream. Default 5.
-	MaxDeliveries int
+	// DuplicateWindow is the duplicate window of the results stream
+	// (TopologyConfig.DuplicateWindow). A result published again — by a
+	// redelivery of the message that decided it, or by a bulk run taking
+	// over from one that died — is dropped only within it, and both come
+	// at most about twice AckWait later: it must be at least 2×AckWait.
+	// Default 2m.
+	DuplicateWindow time.Duration
+	// MaxAttempts is how many attempts that meet transient errors a
+	// request gets before it ends as INTERNAL_ERROR and is copied to the
+	// dead-letter stream. An attempt is one delivery whose retries (up to
+	// RetryMaxElapsed) all failed; deliveries handed back at shutdown, or
+	// redelivered while still in hand, are not attempts. Attempts are
+	// counted in the store (the request's outcome record). Default 5.
+	MaxAttempts int
 	// RetryInitial, RetryMax and RetryMaxElapsed bound the exponential
 	// backoff (with jitter) applied to transient errors within one
 	// delivery. Defaults 20ms, 1s, 5s.
@@ -68,6 +81,9 @@ type Config struct {
 	// bulk request's and emergency broadcast's contact:BulkStop on the
 	// instance. Nil runs open.
 	Authorizer Authorizer
+	// Ender, when set, ends contacts in place of the store's
+	// compare-and-set (a platform adapter). Default: the store.
+	Ender Ender
 	// Metrics, when set, records the worker's Prometheus metrics (see
 	// NewMetrics).
 	Metrics *Metrics
@@ -78,54 +94,62 @@ type Config struct {
 	Now func() time.Time
 }
 
+// deliveryBudget is how long one delivery may take: its context ends then,
+// well before the server redelivers it (AckWait), so a process never
+// works on a request another process has been given; a delivery that
+// signals progress (InProgress) starts a new budget.
+func (c Config) deliveryBudget() time.Duration { return c.AckWait - c.AckWait/4 }
+
+// Defaults of Config and TopologyConfig, defined once: setDefaults and
+// serve's flags use them.
+const (
+	DefaultWorkers            = 256
+	DefaultBatchSize          = 64
+	DefaultMaxAckPending      = 1024
+	DefaultAckWait            = 30 * time.Second
+	DefaultMaxAttempts        = 5
+	DefaultRetryInitial       = 20 * time.Millisecond
+	DefaultRetryMax           = time.Second
+	DefaultRetryMaxElapsed    = 5 * time.Second
+	DefaultRedeliveryDelay    = time.Second
+	DefaultRedeliveryDelayMax = 30 * time.Second
+	DefaultBulks              = 2
+	DefaultBulkWorkers        = 256
+	DefaultEmergencyMaxAge    = 5 * time.Minute
+	DefaultReplicas           = 1
+	DefaultDuplicateWindow    = 2 * time.Minute
+	DefaultMaxAge             = 7 * 24 * time.Hour
+)
+
 func (c *Config) setDefaults() {
-	if c.Workers == 0 {
-		c.Workers = 256
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = min(64, c.Workers)
-	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = max(1024, 2*c.Workers)
-	}
-	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
-	}
-	if c.MaxDeliveries == 0 {
-		c.MaxDeliveries = 5
-	}
-	if c.RetryInitial == 0 {
-		c.RetryInitial = 20 * time.Millisecond
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = time.Second
-	}
-	if c.RetryMaxElapsed == 0 {
-		c.RetryMaxElapsed = 5 * time.Second
-	}
-	if c.RedeliveryDelay == 0 {
-		c.RedeliveryDelay = time.Second
-	}
-	if c.RedeliveryDelayMax == 0 {
-		c.RedeliveryDelayMax = 30 * time.Second
-	}
-	if c.Bulks == 0 {
-		c.Bulks = 2
-	}
-	if c.BulkWorkers == 0 {
-		c.BulkWorkers = 256
-	}
-	if c.BulkLease == 0 {
-		c.BulkLease = min(30*time.Second, c.AckWait)
-	}
-	if c.EmergencyMaxAge == 0 {
-		c.EmergencyMaxAge = 5 * time.Minute
-	}
+	setDefault(&c.Workers, DefaultWorkers)
+	setDefault(&c.BatchSize, min(DefaultBatchSize, c.Workers))
+	setDefault(&c.MaxAckPending, max(DefaultMaxAckPending, 2*c.Workers))
+	setDefault(&c.AckWait, DefaultAckWait)
+	setDefault(&c.DuplicateWindow, DefaultDuplicateWindow)
+	setDefault(&c.MaxAttempts, DefaultMaxAttempts)
+	setDefault(&c.RetryInitial, DefaultRetryInitial)
+	setDefault(&c.RetryMax, DefaultRetryMax)
+	setDefault(&c.RetryMaxElapsed, DefaultRetryMaxElapsed)
+	setDefault(&c.RedeliveryDelay, DefaultRedeliveryDelay)
+	setDefault(&c.RedeliveryDelayMax, DefaultRedeliveryDelayMax)
+	setDefault(&c.Bulks, DefaultBulks)
+	setDefault(&c.BulkWorkers, DefaultBulkWorkers)
+	setDefault(&c.BulkLease, min(DefaultAckWait, c.AckWait))
+	setDefault(&c.EmergencyMaxAge, DefaultEmergencyMaxAge)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+}
+
+// setDefault sets *v to def when it is the zero value.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
 }
 
@@ -144,14 +168,22 @@ func (c Config) Validate() error {
 	if c.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("ack wait must be at least 1s, got %s", c.AckWait))
 	}
-	if c.MaxDeliveries < 1 {
-		errs = append(errs, fmt.Errorf("max deliveries must be at least 1, got %d", c.MaxDeliveries))
+	if c.DuplicateWindow < 2*c.AckWait {
+		errs = append(errs, fmt.Errorf("duplicate window (%s) must be at least 2×ack wait (%s): a result published again by a redelivery "+
+			"or a bulk takeover must fall within it", c.DuplicateWindow, 2*c.AckWait))
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("max attempts must be at least 1, got %d", c.MaxAttempts))
 	}
 	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
 		errs = append(errs, fmt.Errorf("retry backoff must satisfy 0 < initial (%s) <= max (%s)", c.RetryInitial, c.RetryMax))
 	}
 	if c.RetryMaxElapsed <= 0 || c.RetryMaxElapsed >= c.AckWait {
 		errs = append(errs, fmt.Errorf("retry max elapsed (%s) must be positive and below ack wait (%s)", c.RetryMaxElapsed, c.AckWait))
+	}
+	if c.RetryMax > c.deliveryBudget()/2 {
+		errs = append(errs, fmt.Errorf("retry max (%s) must be at most half of a delivery's budget (%s: three quarters of ack wait %s): "+
+			"a delivery signals progress between retries, and must not wait longer than that in between", c.RetryMax, c.deliveryBudget(), c.AckWait))
 	}
 	if c.RedeliveryDelay <= 0 || c.RedeliveryDelayMax < c.RedeliveryDelay {
 		errs = append(errs, fmt.Errorf("redelivery delay must satisfy 0 < delay (%s) <= max (%s)", c.RedeliveryDelay, c.RedeliveryDelayMax))

@@ -63,7 +63,7 @@ func benchInt(b *testing.B, name string, def int) int {
 // reset deletes and re-provisions everything and seeds n queued contacts.
 func (e *benchEnv) reset() *store.KV {
 	ctx := context.Background()
-	for _, s := range []string{worker.StreamRequests, worker.StreamResults, worker.StreamDeadLetter, worker.StreamBulk} {
+	for _, s := range []string{events.StreamRequests, events.StreamResults, events.StreamDeadLetter, events.StreamBulk} {
 		_ = e.js.DeleteStream(ctx, s)
 	}
 	for _, kv := range []string{"contactstop-contacts", "contactstop-instances", "contactstop-bulks"} {
@@ -137,7 +137,7 @@ func (e *benchEnv) bulk() time.Duration {
 }
 
 func (e *benchEnv) waitResults(n uint64) {
-	rs, err := e.js.Stream(context.Background(), worker.StreamResults)
+	rs, err := e.js.Stream(context.Background(), events.StreamResults)
 	require.NoError(e.b, err)
 	for {
 		info, err := rs.Info(context.Background())

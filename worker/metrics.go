@@ -31,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer, js jetstream.JetStream) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "contactstop_requests_total",
-			Help: "Stop requests decided, by outcome (stopped, failed, retry) and reason code (empty unless failed).",
+			Help: "Stop requests, by outcome and reason code (empty unless failed): stopped and failed count results stored, resend messages of requests answered before (no new result), retry attempts that met transient errors.",
 		}, []string{"outcome", "reason_code"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "contactstop_request_duration_seconds",
@@ -44,11 +44,11 @@ func NewMetrics(reg prometheus.Registerer, js jetstream.JetStream) *Metrics {
 		}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "contactstop_retries_total",
-			Help: "Transient errors retried with backoff within a delivery.",
+			Help: "Requests retried with backoff within a delivery after a transient error.",
 		}),
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "contactstop_redeliveries_total",
-			Help: "Deliveries handed back to the server (NakWithDelay) after their retries ran out.",
+			Help: "Deliveries handed back to the server: after a failed attempt, at shutdown, or past their deadline.",
 		}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "contactstop_dead_letters_total",
@@ -56,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer, js jetstream.JetStream) *Metrics {
 		}),
 		bulkItems: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "contactstop_bulk_contacts_total",
-			Help: "Contacts handled by bulk runs, by outcome (stopped, failed) and reason code; replays after a takeover count again.",
+			Help: "Contacts handled by bulk runs, by outcome (stopped, failed, skipped, unreadable) and reason code; replays after a takeover count again.",
 		}, []string{"outcome", "reason_code"}),
 		bulkRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "contactstop_bulk_runs_total",
@@ -72,35 +72,33 @@ func NewMetrics(reg prometheus.Registerer, js jetstream.JetStream) *Metrics {
 	return m
 }
 
-// middleware counts and times the handler's decisions.
-func (m *Metrics) middleware(next Handler) Handler {
-	if m == nil {
-		return next
-	}
-	return func(ctx context.Context, req *Request) (events.Result, error) {
-		m.inFlight.Inc()
-		start := time.Now()
-		res, err := next(ctx, req)
-		m.inFlight.Dec()
-		m.decided(res, err, time.Since(start))
-		return res, err
-	}
-}
-
-// decided counts one decision (an error is a retry) and observes how long
-// it took.
-func (m *Metrics) decided(res events.Result, err error, took time.Duration) {
+// decided counts one request answered with a stored result and observes
+// how long it took.
+func (m *Metrics) decided(res events.Result, took time.Duration) {
 	if m == nil {
 		return
 	}
 	m.duration.Observe(took.Seconds())
-	switch {
-	case err != nil:
-		m.requests.WithLabelValues("retry", "").Inc()
-	case res.Stopped != nil:
+	if res.Stopped != nil {
 		m.requests.WithLabelValues("stopped", "").Inc()
-	default:
+	} else {
 		m.requests.WithLabelValues("failed", string(res.Failed.ReasonCode)).Inc()
+	}
+}
+
+// resend counts a request answered before, acknowledged without a new
+// result.
+func (m *Metrics) resend() {
+	if m != nil {
+		m.requests.WithLabelValues("resend", "").Inc()
+	}
+}
+
+// attempted counts an attempt that met transient errors, counted in the
+// store.
+func (m *Metrics) attempted() {
+	if m != nil {
+		m.requests.WithLabelValues("retry", "").Inc()
 	}
 }
 
@@ -111,9 +109,9 @@ func (m *Metrics) addInFlight(delta int) {
 	}
 }
 
-func (m *Metrics) retried() {
+func (m *Metrics) retried(n int) {
 	if m != nil {
-		m.retries.Inc()
+		m.retries.Add(float64(n))
 	}
 }
 
@@ -129,14 +127,9 @@ func (m *Metrics) deadLettered() {
 	}
 }
 
-func (m *Metrics) bulkItem(res events.Result) {
-	if m == nil {
-		return
-	}
-	if res.Stopped != nil {
-		m.bulkItems.WithLabelValues("stopped", "").Inc()
-	} else {
-		m.bulkItems.WithLabelValues("failed", string(res.Failed.ReasonCode)).Inc()
+func (m *Metrics) bulkItem(outcome, reasonCode string) {
+	if m != nil {
+		m.bulkItems.WithLabelValues(outcome, reasonCode).Inc()
 	}
 }
 
@@ -170,7 +163,7 @@ func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for stream, name := range map[string]string{StreamRequests: ConsumerName, StreamBulk: BulkConsumerName, StreamEmergency: EmergencyConsumerName} {
+	for stream, name := range map[string]string{events.StreamRequests: events.ConsumerRequests, events.StreamBulk: events.ConsumerBulk, events.StreamEmergency: events.ConsumerEmergency} {
 		cons, err := c.js.Consumer(ctx, stream, name)
 		if err != nil {
 			continue // not provisioned (emergency off) or unreachable: no sample

@@ -78,8 +78,8 @@ func TestMetrics(t *testing.T) {
 	require.EqualValues(t, 0, metricValue(t, reg, "contactstop_in_flight", nil))
 	require.EqualValues(t, 5, metricValue(t, reg, "contactstop_bulk_contacts_total", map[string]string{"outcome": "stopped"}))
 	require.EqualValues(t, 1, metricValue(t, reg, "contactstop_bulk_runs_total", map[string]string{"result": "completed"}))
-	require.EqualValues(t, 0, metricValue(t, reg, "contactstop_consumer_pending", map[string]string{"consumer": worker.ConsumerName}))
-	require.EqualValues(t, 0, metricValue(t, reg, "contactstop_consumer_ack_pending", map[string]string{"consumer": worker.BulkConsumerName}))
+	require.EqualValues(t, 0, metricValue(t, reg, "contactstop_consumer_pending", map[string]string{"consumer": events.ConsumerRequests}))
+	require.EqualValues(t, 0, metricValue(t, reg, "contactstop_consumer_ack_pending", map[string]string{"consumer": events.ConsumerBulk}))
 }
 
 func TestReady(t *testing.T) {
@@ -90,8 +90,8 @@ func TestReady(t *testing.T) {
 	require.ErrorIs(t, w.Ready(t.Context()), worker.ErrNotReady)
 	require.NoError(t, w.Start(t.Context()))
 	require.NoError(t, w.Ready(t.Context()))
-	require.NoError(t, e.js.DeleteConsumer(t.Context(), worker.StreamBulk, worker.BulkConsumerName))
-	require.ErrorContains(t, w.Ready(t.Context()), worker.BulkConsumerName, "a missing consumer is not ready")
+	require.NoError(t, e.js.DeleteConsumer(t.Context(), events.StreamBulk, events.ConsumerBulk))
+	require.ErrorContains(t, w.Ready(t.Context()), events.ConsumerBulk, "a missing consumer is not ready")
 	require.NoError(t, w.Stop(context.Background()))
 	require.ErrorContains(t, w.Ready(t.Context()), "draining")
 }

@@ -2,27 +2,24 @@ package worker
 
 import (
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
-
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contactstop/contactstop/events"
+	"github.com/contactstop/contactstop/store"
 )
 
 // Request is one delivery of a contact.stop.requested message, decoded.
 type Request struct {
-	// Msg is the JetStream message; only the worker acknowledges it. It
-	// is nil for the contacts of a bulk request.
+	// Msg is the JetStream message; only the worker acknowledges it.
 	Msg jetstream.Msg
-	// Headers are the message's headers (of the bulk request, for its
-	// contacts); traceparent and Correlation-Id pass on to the result.
+	// Headers are the message's headers; traceparent and Correlation-Id
+	// pass on to the result.
 	Headers nats.Header
 	// Identity is the requestId used for idempotency and reported in the
-	// result: the body's requestId, else the Nats-Msg-Id header, else
-	// "seq-<stream sequence>".
+	// result (events.RequestIdentity).
 	Identity string
 	// Stop is the decoded body. When Invalid is set it holds only what was
 	// readable.
@@ -39,12 +36,14 @@ type Request struct {
 	StreamSeq uint64
 	// Published is when JetStream stored the request.
 	Published time.Time
+	// Received is when this process took the delivery from the consumer.
+	Received time.Time
 }
 
 // newRequest decodes and validates a delivered message. It never fails: a
 // bad message becomes a Request with Invalid set.
-func newRequest(msg jetstream.Msg) *Request {
-	r := &Request{Msg: msg, Headers: msg.Headers()}
+func newRequest(msg jetstream.Msg, received time.Time) *Request {
+	r := &Request{Msg: msg, Headers: msg.Headers(), Received: received}
 	if meta, err := msg.Metadata(); err == nil {
 		r.Deliveries = meta.NumDelivered
 		r.StreamSeq = meta.Sequence.Stream
@@ -58,15 +57,11 @@ func newRequest(msg jetstream.Msg) *Request {
 	if err != nil {
 		r.Invalid = asValidationError(err)
 	}
-
-	switch {
-	case stop.RequestID != "" && (r.Invalid == nil || r.Invalid.Field != "requestId"):
-		r.Identity = stop.RequestID
-	case r.Headers.Get(events.HeaderMsgID) != "":
-		r.Identity = r.Headers.Get(events.HeaderMsgID)
-	default:
-		r.Identity = "seq-" + strconv.FormatUint(r.StreamSeq, 10)
+	requestID := stop.RequestID
+	if r.Invalid != nil && r.Invalid.Field == "requestId" {
+		requestID = ""
 	}
+	r.Identity = events.RequestIdentity(requestID, r.Headers.Get(events.HeaderMsgID), r.StreamSeq)
 
 	if inst, ok := events.SubjectInstance(msg.Subject()); ok && events.ValidInstanceID(inst) {
 		r.Instance = inst
@@ -76,22 +71,18 @@ func newRequest(msg jetstream.Msg) *Request {
 	return r
 }
 
+// key names the request in the store. Its instance is the one its result
+// goes to (the subject's, which NATS permissions vouch for), so that a
+// request refused for naming another instance in its body can never
+// record anything under that instance.
+func (r *Request) key() store.RequestKey {
+	return store.RequestKey{InstanceID: r.Instance, ContactID: r.Stop.ContactID, RequestID: r.Identity}
+}
+
 func asValidationError(err error) *events.ValidationError {
 	var ve *events.ValidationError
 	if errors.As(err, &ve) {
 		return ve
 	}
 	return &events.ValidationError{Code: events.ReasonInvalidRequest, Reason: err.Error()}
-}
-
-// failure builds the failure result for this request.
-func (r *Request) failure(code events.ReasonCode, message string) events.Result {
-	return events.Result{Failed: &events.StopFailed{
-		RequestID:  r.Identity,
-		ContactID:  r.Stop.ContactID,
-		InstanceID: r.Stop.InstanceID,
-		ReasonCode: code,
-		Message:    message,
-		Retryable:  code.Retryable(),
-	}}
 }

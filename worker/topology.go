@@ -11,22 +11,6 @@ import (
 	"github.com/contactstop/contactstop/events"
 )
 
-// Names of the JetStream resources contactstop owns. Other services read
-// the results stream; nothing but the worker should write it.
-const (
-	StreamRequests   = "CONTACT_STOP_REQUESTS"
-	StreamResults    = "CONTACT_STOP_RESULTS"
-	StreamDeadLetter = "CONTACT_STOP_DEADLETTER"
-	ConsumerName     = "contactstop-worker"
-
-	// The bulk lane: bulk requests, and (when enabled) emergency
-	// broadcasts, each with its own consumer.
-	StreamBulk            = "CONTACT_STOP_BULK"
-	BulkConsumerName      = "contactstop-bulk"
-	StreamEmergency       = "CONTACT_STOP_EMERGENCY"
-	EmergencyConsumerName = "contactstop-emergency"
-)
-
 // TopologyConfig sizes the streams and the consumer.
 type TopologyConfig struct {
 	// Replicas of each stream (1 on a single server, 3 on a cluster).
@@ -49,21 +33,11 @@ type TopologyConfig struct {
 }
 
 func (c *TopologyConfig) setDefaults() {
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = 2 * time.Minute
-	}
-	if c.MaxAge == 0 {
-		c.MaxAge = 7 * 24 * time.Hour
-	}
-	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
-	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 1024
-	}
+	setDefault(&c.Replicas, DefaultReplicas)
+	setDefault(&c.DuplicateWindow, DefaultDuplicateWindow)
+	setDefault(&c.MaxAge, DefaultMaxAge)
+	setDefault(&c.AckWait, DefaultAckWait)
+	setDefault(&c.MaxAckPending, DefaultMaxAckPending)
 }
 
 // Provision creates or updates, idempotently, the requests, results and
@@ -79,7 +53,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		return errors.New("duplicate window must not exceed the streams' max age")
 	}
 	streams := []jetstream.StreamConfig{{
-		Name:        StreamRequests,
+		Name:        events.StreamRequests,
 		Description: "contactstop: requests to stop one contact",
 		Subjects:    []string{events.SubjectStopRequested, events.SubjectStopRequested + ".>"},
 		Storage:     jetstream.FileStorage,
@@ -90,7 +64,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		// No MaxMsgSize below the server's max_payload: an oversized
 		// request must reach the worker to be answered INVALID_REQUEST.
 	}, {
-		Name:        StreamResults,
+		Name:        events.StreamResults,
 		Description: "contactstop: contact.stopped, contact.stop.failed and contact.stop.bulk.completed results",
 		Subjects: []string{events.SubjectStopped + ".>", events.SubjectStopFailed, events.SubjectStopFailed + ".>",
 			events.SubjectBulkCompleted + ".>"},
@@ -100,7 +74,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		Duplicates: cfg.DuplicateWindow,
 		MaxAge:     cfg.MaxAge,
 	}, {
-		Name:        StreamDeadLetter,
+		Name:        events.StreamDeadLetter,
 		Description: "contactstop: copies of requests that ended as INTERNAL_ERROR",
 		Subjects:    []string{events.SubjectDeadLetter, events.SubjectDeadLetter + ".>"},
 		Storage:     jetstream.FileStorage,
@@ -109,7 +83,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		Duplicates:  cfg.DuplicateWindow,
 	}}
 	streams = append(streams, jetstream.StreamConfig{
-		Name:        StreamBulk,
+		Name:        events.StreamBulk,
 		Description: "contactstop: bulk requests",
 		Subjects:    []string{events.SubjectBulkRequested},
 		Storage:     jetstream.FileStorage,
@@ -120,7 +94,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 	})
 	if cfg.Emergency {
 		streams = append(streams, jetstream.StreamConfig{
-			Name:        StreamEmergency,
+			Name:        events.StreamEmergency,
 			Description: "contactstop: emergency broadcasts",
 			Subjects:    []string{events.SubjectEmergencyBroadcast + ".>"},
 			Storage:     jetstream.FileStorage,
@@ -137,9 +111,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 	}
 	// A bulk request is worked on by one runner at a time, which keeps it
 	// in progress; a few may wait in each process's buffer.
-	bulkConsumers := map[string]string{StreamBulk: BulkConsumerName}
+	bulkConsumers := map[string]string{events.StreamBulk: events.ConsumerBulk}
 	if cfg.Emergency {
-		bulkConsumers[StreamEmergency] = EmergencyConsumerName
+		bulkConsumers[events.StreamEmergency] = events.ConsumerEmergency
 	}
 	for stream, name := range bulkConsumers {
 		_, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
@@ -156,8 +130,8 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 			return fmt.Errorf("provision consumer %s: %w", name, err)
 		}
 	}
-	_, err := js.CreateOrUpdateConsumer(ctx, StreamRequests, jetstream.ConsumerConfig{
-		Durable:     ConsumerName,
+	_, err := js.CreateOrUpdateConsumer(ctx, events.StreamRequests, jetstream.ConsumerConfig{
+		Durable:     events.ConsumerRequests,
 		Description: "contactstop worker pool",
 		AckPolicy:   jetstream.AckExplicitPolicy,
 		AckWait:     cfg.AckWait,
@@ -170,7 +144,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		Replicas:      cfg.Replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("provision consumer %s: %w", ConsumerName, err)
+		return fmt.Errorf("provision consumer %s: %w", events.ConsumerRequests, err)
 	}
 	return nil
 }

@@ -1,13 +1,16 @@
 // Package worker consumes contact.stop.requested messages from JetStream,
-// ends contacts in the state store and publishes one result per request.
+// ends contacts in the state store (or on the platform an instance is bound
+// to) and publishes one result per request.
 //
-// Per delivery the worker: decodes and validates the request; checks the
-// instance; ends the contact by a revision-checked compare-and-set (or
-// finds it already ended by this same request); publishes the result with a
-// Nats-Msg-Id derived from the request's identity and waits for JetStream to
-// store it; and only then acknowledges the request. A crash at any point
-// leads to a redelivery whose outcome is the same, and whose result, if
-// published again, is dropped by the results stream's duplicate window.
+// Every request, single or a contact of a bulk request, goes through one
+// decision pipeline (pipeline.go): read the contact and the request's
+// outcome record, decide, and carry the decision out by a write
+// conditioned on what was read — the contact's compare-and-set to ENDED,
+// or the failure's outcome record. Every outcome is recorded before its
+// result is published (a stop on the contact itself, a failure in its
+// outcome record), and only then is the request acknowledged (settle.go),
+// so a request delivered or sent again at any later time yields its
+// recorded outcome and stores no second result.
 package worker
 
 import (
@@ -15,12 +18,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
@@ -29,28 +30,28 @@ import (
 	"github.com/contactstop/contactstop/internal/jspub"
 )
 
-// Headers the worker adds to dead-letter copies.
-const (
-	HeaderDeadLetterError      = "Contactstop-Error"
-	HeaderDeadLetterDeliveries = "Contactstop-Deliveries"
-	HeaderDeadLetterSubject    = "Contactstop-Subject"
-	HeaderDeadLetterSequence   = "Contactstop-Stream-Sequence"
-)
-
 // Worker consumes its lanes, each a durable consumer with its own pool of
-// goroutines: single stop requests (Config.Workers goroutines), bulk
-// requests (Config.Bulks at a time, each stopping Config.BulkWorkers
-// contacts at a time) and, when enabled, emergency broadcasts. Bulk work
-// thus never queues single requests behind it. Start it once; Stop it once.
+// goroutines: single stop requests (Config.Workers in hand, decided in
+// batches of Config.BatchSize), bulk requests (Config.Bulks at a time, each
+// stopping Config.BulkWorkers contacts at a time) and, when enabled,
+// emergency broadcasts. Bulk work thus never queues single requests behind
+// it. Start it once; Stop it once.
 type Worker struct {
-	cfg     Config
-	js      jetstream.JetStream
-	store   Store
-	log     *zap.Logger
-	handler Handler
-	// pub publishes the batched path's results.
+	cfg   Config
+	js    jetstream.JetStream
+	store Store
+	log   *zap.Logger
+	// pipe decides and carries out every request to end a contact.
+	pipe *pipeline
+	// pub publishes results.
 	pub *jspub.Publisher
 	id  string // identifies this process's bulk runs
+
+	// inHand holds the deliveries of single requests this process is
+	// working on, by stream sequence: a redelivery of one of them (the
+	// server gave up waiting) is not worked on twice, but settled with it.
+	inHandMu sync.Mutex
+	inHand   map[uint64]*delivery
 
 	mu       sync.Mutex
 	lanes    []*lane
@@ -67,21 +68,29 @@ type lane struct {
 	stream, consumer string
 	buffer           int // messages pulled ahead
 	goroutines       int
-	process          func(ctx context.Context, msg jetstream.Msg)
-	// batch, when set, takes the lane's messages up to batchSize at a
-	// time instead of process one at a time.
-	batch     func(ctx context.Context, msgs []jetstream.Msg)
+	// batchSize is the most messages process takes at once: what has
+	// arrived, without waiting for more.
 	batchSize int
+	process   func(ctx context.Context, msgs []received)
 
 	mc jetstream.MessagesContext // guarded by Worker.mu
 }
 
-// testHooks let tests stop a delivery at a crash point: a hook returning
-// true abandons the message there, neither acknowledged nor rejected, as if
-// the process had died.
+// received is a message as it came off a lane's consumer.
+type received struct {
+	msg jetstream.Msg
+	at  time.Time
+}
+
+// testHooks let tests stop work at a crash point: a hook returning true
+// abandons the work there, neither acknowledged nor rejected, as if the
+// process had died.
 type testHooks struct {
+	// afterDecide is called for each single request once its outcome is
+	// recorded, before its result is published.
 	afterDecide func(*Request, events.Result) bool
-	beforeAck   func(*Request) bool
+	// beforeAck is called once a single request's result is stored.
+	beforeAck func(*Request) bool
 	// bulkItem is called before each contact of a bulk run is stopped;
 	// returning true abandons the run there.
 	bulkItem func(bulkID string, n int) bool
@@ -91,14 +100,20 @@ type testHooks struct {
 	bulkBeforeResults func(bulkID string) bool
 }
 
-// New builds a Worker. js must reach the streams made by Provision.
+// New builds a Worker. js must reach the streams made by Provision. The
+// contacts are ended by ender when not nil, else in st.
 func New(js jetstream.JetStream, st Store, cfg Config) (*Worker, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("worker config: %w", err)
 	}
-	w := &Worker{cfg: cfg, js: js, store: st, log: cfg.Logger.Named("worker"), id: nuid.Next()}
-	w.handler = recoverer(cfg.Metrics.middleware(w.stop))
+	ender := cfg.Ender
+	if ender == nil {
+		ender = st
+	}
+	w := &Worker{cfg: cfg, js: js, store: st, log: cfg.Logger.Named("worker"), id: nuid.Next(),
+		pipe:   &pipeline{store: st, ender: ender, now: func() time.Time { return cfg.Now().UTC() }},
+		inHand: map[uint64]*delivery{}}
 	if js != nil {
 		w.pub = jspub.New(js.Conn())
 	}
@@ -108,25 +123,20 @@ func New(js jetstream.JetStream, st Store, cfg Config) (*Worker, error) {
 // Start opens the lanes' consumers, begins pulling and returns. Work
 // continues until Stop.
 func (w *Worker) Start(ctx context.Context) error {
-	requests := &lane{
-		stream: StreamRequests, consumer: ConsumerName,
-		buffer: w.cfg.Workers, goroutines: w.cfg.Workers,
-		process: w.safely(w.process),
-	}
-	if w.cfg.BatchSize > 1 {
-		requests.batch, requests.batchSize = w.safelyBatch(w.processBatch), w.cfg.BatchSize
-		requests.goroutines = (w.cfg.Workers + w.cfg.BatchSize - 1) / w.cfg.BatchSize
-	}
-	lanes := []*lane{requests, {
-		stream: StreamBulk, consumer: BulkConsumerName,
-		buffer: 1, goroutines: w.cfg.Bulks,
-		process: w.safely(w.processBulk),
+	lanes := []*lane{{
+		stream: events.StreamRequests, consumer: events.ConsumerRequests,
+		buffer: w.cfg.Workers, goroutines: (w.cfg.Workers + w.cfg.BatchSize - 1) / w.cfg.BatchSize,
+		batchSize: w.cfg.BatchSize, process: w.processRequests,
+	}, {
+		stream: events.StreamBulk, consumer: events.ConsumerBulk,
+		buffer: 1, goroutines: w.cfg.Bulks, batchSize: 1,
+		process: w.processBulks,
 	}}
 	if w.cfg.Emergency {
 		lanes = append(lanes, &lane{
-			stream: StreamEmergency, consumer: EmergencyConsumerName,
-			buffer: 1, goroutines: 1,
-			process: w.safely(w.processBulk),
+			stream: events.StreamEmergency, consumer: events.ConsumerEmergency,
+			buffer: 1, goroutines: 1, batchSize: 1,
+			process: w.processBulks,
 		})
 	}
 	for _, l := range lanes {
@@ -148,25 +158,13 @@ func (w *Worker) Start(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	for _, l := range lanes {
-		work := make(chan jetstream.Msg, l.batchSize)
+		work := make(chan received, l.batchSize)
 		wg.Go(func() {
 			defer close(work)
 			w.pull(hardCtx, l, work)
 		})
 		for range l.goroutines {
-			if l.batch != nil {
-				wg.Go(func() { w.batches(hardCtx, l, work) })
-				continue
-			}
-			wg.Go(func() {
-				for msg := range work {
-					if hardCtx.Err() != nil {
-						_ = msg.Nak() // shutting down past the deadline: hand back at once
-						continue
-					}
-					l.process(hardCtx, msg)
-				}
-			})
+			wg.Go(func() { w.batches(hardCtx, l, work) })
 		}
 	}
 	go func() {
@@ -176,7 +174,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	}()
 	w.log.Info("worker started", zap.Int("workers", w.cfg.Workers), zap.Int("batch_size", w.cfg.BatchSize), zap.Int("bulks", w.cfg.Bulks),
 		zap.Int("bulk_workers", w.cfg.BulkWorkers), zap.Bool("emergency", w.cfg.Emergency),
-		zap.Int("max_deliveries", w.cfg.MaxDeliveries))
+		zap.Int("max_attempts", w.cfg.MaxAttempts))
 	return nil
 }
 
@@ -200,12 +198,12 @@ func (w *Worker) open(ctx context.Context, l *lane) (jetstream.MessagesContext, 
 // pull feeds a lane's messages to its goroutines until Stop. If the pull
 // ends for another reason (the consumer was deleted), it reopens it with
 // backoff.
-func (w *Worker) pull(ctx context.Context, l *lane, work chan<- jetstream.Msg) {
+func (w *Worker) pull(ctx context.Context, l *lane, work chan<- received) {
 	mc := w.current(l)
 	for {
 		msg, err := mc.Next()
 		if err == nil {
-			work <- msg
+			work <- received{msg: msg, at: time.Now()}
 			continue
 		}
 		if w.isStopping() || errors.Is(err, jetstream.ErrConnectionClosed) {
@@ -238,6 +236,53 @@ func (w *Worker) pull(ctx context.Context, l *lane, work chan<- jetstream.Msg) {
 			return
 		}
 	}
+}
+
+// batches feeds a lane's messages to l.process, taking what has arrived,
+// up to l.batchSize, without waiting for more: under light load a batch is
+// one message and nothing waits for a batch to fill.
+func (w *Worker) batches(ctx context.Context, l *lane, work <-chan received) {
+	batch := make([]received, 0, l.batchSize)
+	for r := range work {
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < l.batchSize {
+			select {
+			case r, ok := <-work:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		if ctx.Err() != nil {
+			for _, r := range batch {
+				_ = r.msg.Nak() // shutting down past the deadline: hand back at once
+			}
+			continue
+		}
+		w.safely(ctx, l, batch)
+	}
+}
+
+// safely runs a lane's processing with a last line of defence: a panic is
+// logged and the messages handed back (a Nak of a message already
+// acknowledged is ignored by the server), and the lane carries on. A
+// handed-back request is not an attempt; should it panic every time, its
+// deliveries grow without bound and the log says why.
+func (w *Worker) safely(ctx context.Context, l *lane, batch []received) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.log.Error("panic while processing messages; handed back",
+				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()), zap.String("consumer", l.consumer), zap.Int("messages", len(batch)))
+			for _, r := range batch {
+				_ = r.msg.NakWithDelay(w.cfg.RedeliveryDelayMax)
+			}
+		}
+	}()
+	l.process(ctx, batch)
 }
 
 func (w *Worker) current(l *lane) jetstream.MessagesContext {
@@ -279,8 +324,9 @@ func (w *Worker) Ready(ctx context.Context) error {
 // Stop stops pulling, lets in-flight and already-buffered requests finish,
 // and returns when all are done. If ctx ends first, in-flight handling is
 // cancelled and unfinished requests are handed back to the server (Nak) for
-// another worker; Stop then returns ctx's error. Nothing is lost either way:
-// a bulk request handed back mid-run is resumed by its next delivery.
+// another worker, none of them counted as an attempt; Stop then returns
+// ctx's error. Nothing is lost either way: a bulk request handed back
+// mid-run is resumed by its next delivery.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	if w.done == nil {
@@ -309,238 +355,40 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 }
 
-// safely wraps a lane's processing with a last line of defence: a panic
-// outside the handler (which has its own recovery) is logged and the
-// message handed back, and the lane's goroutine carries on.
-func (w *Worker) safely(process func(context.Context, jetstream.Msg)) func(context.Context, jetstream.Msg) {
-	return func(ctx context.Context, msg jetstream.Msg) {
-		defer func() {
-			if v := recover(); v != nil {
-				w.log.Error("panic while processing a message; handed back",
-					zap.Any("panic", v), zap.ByteString("stack", debug.Stack()), zap.String("subject", msg.Subject()))
-				_ = msg.NakWithDelay(w.cfg.RedeliveryDelay)
-			}
-		}()
-		process(ctx, msg)
-	}
-}
-
-// process takes one delivery to its end: a published result and an ack, or
-// a Nak for a later retry.
-func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
-	start := time.Now()
-	req := newRequest(msg)
-	log := w.log.With(requestFields(req)...)
-
-	var res events.Result
-	var err error
-	if req.Deliveries > uint64(w.cfg.MaxDeliveries) {
-		// An earlier delivery already decided this request ends as
-		// INTERNAL_ERROR, or died publishing its result. Change nothing.
-		err = errors.New("maximum deliveries exceeded by an earlier attempt")
-	} else {
-		res, err = w.handler(ctx, req)
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			_ = msg.Nak()
-			log.Info("request handed back at shutdown", zap.Error(err))
-			return
-		}
-		var pe *PanicError
-		if errors.As(err, &pe) {
-			log.Error("panic while handling request", zap.Any("panic", pe.Value), zap.ByteString("stack", pe.Stack))
-		}
-		if req.Deliveries < uint64(w.cfg.MaxDeliveries) {
-			delay := w.redeliveryDelay(req.Deliveries)
-			_ = msg.NakWithDelay(delay)
-			w.cfg.Metrics.handedBack()
-			log.Warn("request failed; will be redelivered", zap.String("outcome", "retry"), zap.Duration("delay", delay), zap.Error(err))
-			return
-		}
-		w.finalize(ctx, req, err, log, start)
-		return
-	}
-	if w.hooks.afterDecide != nil && w.hooks.afterDecide(req, res) {
-		return
-	}
-	w.deliver(ctx, req, res, log, start)
-}
-
-// finalize ends a request whose transient failures outlived every delivery:
-// unless the contact turns out to have been ended by this very request, it
-// is answered INTERNAL_ERROR and copied to the dead-letter stream.
-func (w *Worker) finalize(ctx context.Context, req *Request, cause error, log *zap.Logger, start time.Time) {
-	if res, ok := w.replayed(ctx, req); ok {
-		w.deliver(ctx, req, res, log, start)
-		return
-	}
-	dl := deadLetterMsg(req, cause)
-	err := w.retry(ctx, req, func() error {
-		_, err := w.js.PublishMsg(ctx, dl)
-		return err
-	})
-	if err != nil {
-		_ = req.Msg.NakWithDelay(w.cfg.RedeliveryDelayMax)
-		log.Error("dead-lettering failed; will be redelivered", zap.String("outcome", "retry"), zap.Error(err))
-		return
-	}
-	w.cfg.Metrics.deadLettered()
-	log.Error("request dead-lettered after its last delivery", zap.Error(cause))
-	res := req.failure(events.ReasonInternalError, "transient failures outlived every retry: "+cause.Error())
-	w.deliver(ctx, req, res, log, start)
-}
-
-// deadLetterMsg is the dead-letter copy of a request: its body and headers,
-// with a Nats-Msg-Id derived from its identity and the cause and delivery
-// count in headers.
-func deadLetterMsg(req *Request, cause error) *nats.Msg {
-	dl := &nats.Msg{
-		Subject: events.DeadLetterSubject(req.Instance),
-		Data:    req.Msg.Data(),
-		Header:  nats.Header{},
-	}
-	for k, v := range req.Headers {
-		dl.Header[k] = v
-	}
-	dl.Header.Set(events.HeaderMsgID, "dl-"+events.ResultMsgID(req.Instance, req.Stop.ContactID, req.Identity))
-	dl.Header.Set(HeaderDeadLetterError, cause.Error())
-	dl.Header.Set(HeaderDeadLetterDeliveries, strconv.FormatUint(req.Deliveries, 10))
-	dl.Header.Set(HeaderDeadLetterSubject, req.Msg.Subject())
-	dl.Header.Set(HeaderDeadLetterSequence, strconv.FormatUint(req.StreamSeq, 10))
-	return dl
-}
-
-// deliver publishes the result, waits for JetStream to store it, then acks.
-func (w *Worker) deliver(ctx context.Context, req *Request, res events.Result, log *zap.Logger, start time.Time) {
-	ack, err := w.publishResult(ctx, req, res)
-	if err != nil {
-		if ctx.Err() != nil {
-			_ = req.Msg.Nak()
-			log.Info("request handed back at shutdown", zap.Error(err))
-			return
-		}
-		delay := w.redeliveryDelay(req.Deliveries)
-		_ = req.Msg.NakWithDelay(delay)
-		w.cfg.Metrics.handedBack()
-		log.Warn("publishing the result failed; will be redelivered", zap.String("outcome", "retry"), zap.Duration("delay", delay), zap.Error(err))
-		return
-	}
-	w.acknowledge(req, res, ack, start)
-}
-
-// acknowledge acks a request whose result JetStream has stored, and logs
-// the outcome: failures at info, stops at debug (at thousands a second a
-// line per stop is too much; the metrics count them).
-func (w *Worker) acknowledge(req *Request, res events.Result, ack *jetstream.PubAck, start time.Time) {
-	if w.hooks.beforeAck != nil && w.hooks.beforeAck(req) {
-		return
-	}
-	// A lost ack only causes a redelivery, which republishes the same
-	// result (dropped as a duplicate); no need to wait for the server.
-	_ = req.Msg.Ack()
-
-	level := zap.InfoLevel
-	if res.Stopped != nil {
-		level = zap.DebugLevel
-	}
-	if !w.log.Core().Enabled(level) {
-		return
-	}
-	fields := append(requestFields(req), zap.Duration("took", time.Since(start)), zap.Bool("duplicate_result", ack.Duplicate))
-	if res.Stopped != nil {
-		w.log.Debug("contact stopped", append(fields, zap.String("outcome", "stopped"))...)
-	} else {
-		w.log.Info("request failed", append(fields, zap.String("outcome", "failed"),
-			zap.String("reason_code", string(res.Failed.ReasonCode)), zap.String("message", res.Failed.Message))...)
-	}
-}
-
-// publishResult publishes a request's result, retrying transient errors,
-// and returns JetStream's acknowledgement.
-func (w *Worker) publishResult(ctx context.Context, req *Request, res events.Result) (*jetstream.PubAck, error) {
-	out := w.resultMsg(req, res)
-	var ack *jetstream.PubAck
-	err := w.retry(ctx, req, func() (err error) {
-		ack, err = w.js.PublishMsg(ctx, out)
-		return err
-	})
-	return ack, err
-}
-
-// resultMsg encodes a result with its subject and headers.
-func (w *Worker) resultMsg(req *Request, res events.Result) *nats.Msg {
-	var subject string
-	data := make([]byte, 0, 320)
-	if res.Stopped != nil {
-		subject = events.StoppedSubject(res.Stopped.InstanceID)
-		data = res.Stopped.AppendJSON(data)
-	} else {
-		res.Failed.FailedAt = w.cfg.Now().UTC()
-		subject = events.StopFailedSubject(req.Instance)
-		data = res.Failed.AppendJSON(data)
-	}
-	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	m.Header.Set(events.HeaderMsgID, events.ResultMsgID(req.Instance, req.Stop.ContactID, req.Identity))
-	for _, h := range []string{events.HeaderTraceparent, events.HeaderCorrelationID} {
-		if v := req.Headers.Get(h); v != "" {
-			m.Header.Set(h, v)
-		}
-	}
-	return m
-}
-
-func (w *Worker) redeliveryDelay(deliveries uint64) time.Duration {
-	d := w.cfg.RedeliveryDelay
-	for i := uint64(1); i < deliveries && d < w.cfg.RedeliveryDelayMax; i++ {
-		d *= 2
-	}
-	return min(d, w.cfg.RedeliveryDelayMax)
-}
-
-// retry runs op with exponential backoff and jitter, bounded by
-// Config.RetryMaxElapsed, until it succeeds or returns a permanent error.
-// The returned error is op's last, unwrapped.
-func (w *Worker) retry(ctx context.Context, req *Request, op func() error) error {
-	b := backoff.NewExponentialBackOff(
+// newBackOff is the exponential backoff, with jitter, of transient errors
+// within one delivery.
+func (w *Worker) newBackOff() *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(w.cfg.RetryInitial),
 		backoff.WithMaxInterval(w.cfg.RetryMax),
 		backoff.WithMaxElapsedTime(w.cfg.RetryMaxElapsed),
 		backoff.WithRandomizationFactor(0.5),
 	)
+}
+
+// retry runs op with the backoff of newBackOff until it succeeds, returns
+// a permanent error or ctx ends. The returned error is op's last.
+func (w *Worker) retry(ctx context.Context, log *zap.Logger, op func() error) error {
 	return backoff.RetryNotify(func() error {
 		err := op()
 		if err != nil && ctx.Err() != nil {
 			return backoff.Permanent(err)
 		}
 		return err
-	}, backoff.WithContext(b, ctx), func(err error, next time.Duration) {
-		w.cfg.Metrics.retried()
-		w.log.Debug("transient error; retrying", append(requestFields(req), zap.Duration("next", next), zap.Error(err))...)
+	}, backoff.WithContext(w.newBackOff(), ctx), func(err error, next time.Duration) {
+		w.cfg.Metrics.retried(1)
+		log.Debug("transient error; retrying", zap.Duration("next", next), zap.Error(err))
 	})
 }
 
 func permanent(err error) error { return backoff.Permanent(err) }
 
-// recoverer turns a panic in the handler into a *PanicError, logged with
-// its stack; the worker carries on.
-func recoverer(next Handler) Handler {
-	return func(ctx context.Context, req *Request) (res events.Result, err error) {
-		defer func() {
-			if v := recover(); v != nil {
-				err = &PanicError{Value: v, Stack: debug.Stack()}
-			}
-		}()
-		return next(ctx, req)
+// redeliveryDelay is the delay before the next delivery after the given
+// number of failed attempts.
+func (w *Worker) redeliveryDelay(attempts int) time.Duration {
+	d := w.cfg.RedeliveryDelay
+	for i := 1; i < attempts && d < w.cfg.RedeliveryDelayMax; i++ {
+		d *= 2
 	}
-}
-
-func requestFields(req *Request) []zap.Field {
-	return []zap.Field{
-		zap.String("request_id", req.Identity),
-		zap.String("contact_id", req.Stop.ContactID),
-		zap.String("instance_id", req.Stop.InstanceID),
-		zap.Uint64("stream_seq", req.StreamSeq),
-		zap.Uint64("deliveries", req.Deliveries),
-	}
+	return min(d, w.cfg.RedeliveryDelayMax)
 }

@@ -218,7 +218,7 @@ func (b *bench) bar(n int, what string) *progressbar.ProgressBar {
 
 // reset deletes and re-creates contactstop's streams and buckets.
 func (b *bench) reset(ctx context.Context) error {
-	for _, s := range []string{worker.StreamRequests, worker.StreamResults, worker.StreamDeadLetter, worker.StreamBulk, "CONTACTSTOP_BENCH_RAW"} {
+	for _, s := range []string{events.StreamRequests, events.StreamResults, events.StreamDeadLetter, events.StreamBulk, "CONTACTSTOP_BENCH_RAW"} {
 		_ = b.js.DeleteStream(ctx, s)
 	}
 	for _, kv := range []string{"contactstop-contacts", "contactstop-instances", "contactstop-bulks"} {
@@ -324,7 +324,7 @@ func (b *bench) request(id, contact string) *nats.Msg {
 }
 
 func (b *bench) resultCount(ctx context.Context) (uint64, error) {
-	s, err := b.js.Stream(ctx, worker.StreamResults)
+	s, err := b.js.Stream(ctx, events.StreamResults)
 	if err != nil {
 		return 0, err
 	}
@@ -384,7 +384,7 @@ func (b *bench) drain(ctx context.Context) error {
 		return err
 	}
 	_ = bar.Finish()
-	results, err := b.js.Stream(ctx, worker.StreamResults)
+	results, err := b.js.Stream(ctx, events.StreamResults)
 	if err != nil {
 		return err
 	}
@@ -627,7 +627,7 @@ func (b *bench) verify(ctx context.Context) error {
 	defer func() { _ = bar.Finish() }()
 	var problems []string
 	seen := make(map[string]bool, want)
-	cons, err := b.js.OrderedConsumer(ctx, worker.StreamResults, jetstream.OrderedConsumerConfig{})
+	cons, err := b.js.OrderedConsumer(ctx, events.StreamResults, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return err
 	}

@@ -116,9 +116,15 @@ func runClear(ctx context.Context, out io.Writer, c *client, o clientOptions, re
 		showProgress(progressCtx, st, req.InstanceID, receipt.RequestID, !o.json && isTerminal(os.Stderr))
 	}()
 
+	// A bulk request completed before stores no second completion: its
+	// record says when it completed.
+	var from time.Time
+	if rec, err := st.GetBulk(ctx, req.InstanceID, receipt.RequestID); err == nil && rec.Status != store.BulkRunning {
+		from = rec.CompletingAt
+	}
 	var done *events.BulkCompleted
 	var failed *events.StopFailed
-	err = results.find(ctx, receipt.Duplicate, func(subject string, data []byte) bool {
+	err = results.find(ctx, receipt.Duplicate, from, func(subject string, data []byte) bool {
 		if strings.HasPrefix(subject, events.SubjectBulkCompleted+".") {
 			var bc events.BulkCompleted
 			if json.Unmarshal(data, &bc) == nil && bc.BulkID == receipt.RequestID {
@@ -159,8 +165,11 @@ func runClear(ctx context.Context, out io.Writer, c *client, o clientOptions, re
 }
 
 func printBulkSummary(out io.Writer, d *events.BulkCompleted) {
-	fmt.Fprintf(out, "bulk request %s on %s completed in %s: matched %d, stopped %d, failed %d\n",
-		d.BulkID, d.InstanceID, d.CompletedAt.Sub(d.StartedAt).Round(time.Millisecond), d.Matched, d.Stopped, d.Failed)
+	fmt.Fprintf(out, "bulk request %s on %s completed in %s: matched %d, stopped %d, failed %d, skipped %d (no longer matching when reached)\n",
+		d.BulkID, d.InstanceID, d.CompletedAt.Sub(d.StartedAt).Round(time.Millisecond), d.Matched, d.Stopped, d.Failed, d.Skipped)
+	if d.Unreadable > 0 {
+		fmt.Fprintf(out, "  %d records of the instance are not valid contacts and were passed over (contacts list shows them)\n", d.Unreadable)
+	}
 	codes := make([]string, 0, len(d.ReasonCodes))
 	for code := range d.ReasonCodes {
 		codes = append(codes, string(code))

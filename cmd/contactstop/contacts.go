@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -68,11 +69,16 @@ func newContactsPutCmd() *cobra.Command {
 		o                     clientOptions
 		f                     contactFlags
 		instanceID, contactID string
+		force                 bool
 	)
 	cmd := &cobra.Command{
-		Use:   "put --instance I --contact C [--state S] [--queue Q] [--channel CH]",
+		Use:   "put --instance I --contact C [--state S] [--queue Q] [--channel CH] [--force]",
 		Short: "Write one contact (registering its instance)",
-		Args:  cobra.NoArgs,
+		Long: `Write one contact, replacing whatever is stored under its id, and register
+its instance. A contact that is ENDED stays ended: writing it back in an
+active state is refused unless --force is given (its record is also the
+record of the request that ended it).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
@@ -93,7 +99,10 @@ func newContactsPutCmd() *cobra.Command {
 			if err := ensureInstance(ctx, st, instanceID); err != nil {
 				return err
 			}
-			c, err = st.PutContact(ctx, c)
+			c, err = st.ReplaceContact(ctx, store.ReplaceContactParams{Contact: c, Force: force})
+			if errors.Is(err, store.ErrContactEnded) {
+				return fmt.Errorf("%w (use --force to replace it)", err)
+			}
 			if err != nil {
 				return err
 			}
@@ -104,6 +113,7 @@ func newContactsPutCmd() *cobra.Command {
 	f.register(cmd, "default")
 	cmd.Flags().StringVar(&instanceID, "instance", "", "instance (required)")
 	cmd.Flags().StringVar(&contactID, "contact", "", "contact id (required)")
+	cmd.Flags().BoolVar(&force, "force", false, "replace an ENDED contact with an active one")
 	_ = cmd.MarkFlagRequired("instance")
 	_ = cmd.MarkFlagRequired("contact")
 	return cmd
@@ -202,8 +212,14 @@ func newContactsListCmd() *cobra.Command {
 			if !o.json {
 				fmt.Fprintln(tw, "CONTACT\tSTATE\tQUEUE\tCHANNEL\tUPDATED")
 			}
-			n := 0
-			err = st.ListContacts(ctx, instanceID, func(c store.Contact) error {
+			n, bad := 0, 0
+			err = st.WalkContacts(ctx, store.WalkParams{InstanceID: instanceID}, func(e store.WalkEntry) error {
+				if e.Bad != nil {
+					bad++
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", e.Bad)
+					return nil
+				}
+				c := e.Contact
 				n++
 				if o.json {
 					return writeJSONLine(out, c)
@@ -218,6 +234,10 @@ func newContactsListCmd() *cobra.Command {
 				return nil
 			}
 			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if bad > 0 {
+				_, err = fmt.Fprintf(cmd.ErrOrStderr(), "%d contacts; %d records that are not valid contacts (see the warnings)\n", n, bad)
 				return err
 			}
 			_, err = fmt.Fprintf(cmd.ErrOrStderr(), "%d contacts\n", n)

@@ -61,7 +61,8 @@ func TestServeAndClients(t *testing.T) {
 	served := make(chan error, 1)
 	go func() {
 		root := newRootCmd()
-		root.SetArgs([]string{"serve", "--listen", addr, "--data-dir", dataDir, "--workers", "4", "--log-level", "warn", "--http", opsAddr})
+		root.SetArgs([]string{"serve", "--listen", addr, "--data-dir", dataDir, "--workers", "4", "--log-level", "warn", "--http", opsAddr,
+			"--ack-wait", "1s", "--retry-max-elapsed", "500ms", "--retry-max", "200ms", "--duplicate-window", "2s"})
 		served <- root.ExecuteContext(ctx)
 	}()
 	t.Cleanup(func() {
@@ -94,9 +95,34 @@ func TestServeAndClients(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, out, again)
 
+	// Again after the duplicate window: a new message, answered from the
+	// record at once, and no second result is stored.
+	time.Sleep(2500 * time.Millisecond) // the window is a span of time that must pass
+	again, err = run(t, "stop", "--nats-url", url, "--instance", "acme", "--contact", "c7", "--request-id", "r-7", "--wait", "--json", "--timeout", "5s")
+	require.NoError(t, err)
+	require.JSONEq(t, out, again)
+
+	// A failure is as durable: the contact created after the request was
+	// answered CONTACT_NOT_FOUND does not change its outcome.
+	missing, err := run(t, "stop", "--nats-url", url, "--instance", "acme", "--contact", "late", "--request-id", "r-late", "--wait", "--json")
+	var ee *exitError
+	require.True(t, errors.As(err, &ee), "got %v", err)
+	_, err = run(t, "contacts", "put", "--nats-url", url, "--instance", "acme", "--contact", "late", "--queue", "billing")
+	require.NoError(t, err)
+	time.Sleep(2500 * time.Millisecond)
+	again, err = run(t, "stop", "--nats-url", url, "--instance", "acme", "--contact", "late", "--request-id", "r-late", "--wait", "--json", "--timeout", "5s")
+	require.True(t, errors.As(err, &ee), "got %v", err)
+	require.JSONEq(t, missing, again)
+	out2, err := run(t, "contacts", "get", "--nats-url", url, "--instance", "acme", "--contact", "late", "--json")
+	require.NoError(t, err)
+	require.Contains(t, out2, `"state": "QUEUED"`)
+
+	// An ENDED contact is not brought back to life by accident.
+	_, err = run(t, "contacts", "put", "--nats-url", url, "--instance", "acme", "--contact", "c7", "--queue", "billing")
+	require.ErrorContains(t, err, "--force")
+
 	// Another request for the ended contact fails, with exit code 2.
 	out, err = run(t, "stop", "--nats-url", url, "--instance", "acme", "--contact", "c7", "--wait")
-	var ee *exitError
 	require.True(t, errors.As(err, &ee), "got %v", err)
 	require.Equal(t, 2, ee.code)
 	require.Contains(t, out, "CONTACT_NOT_FOUND")
@@ -112,11 +138,12 @@ func TestServeAndClients(t *testing.T) {
 	out, err = run(t, "results", "--nats-url", url, "--instance", "acme", "--json")
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	require.Len(t, lines, 2, "r-7's result once (the duplicate is not stored), then the failure: %s", out)
+	require.Len(t, lines, 3, "r-7's result once (resends store none), r-late's failure once, then the failure: %s", out)
 	require.Contains(t, lines[0], `"subject":"contact.stopped.acme"`)
 	require.Contains(t, lines[0], `"requestId":"r-7"`)
 	require.Contains(t, lines[0], `"contactId":"c7"`)
-	require.Contains(t, lines[1], `"reasonCode":"CONTACT_NOT_FOUND"`)
+	require.Contains(t, lines[1], `"requestId":"r-late"`)
+	require.Contains(t, lines[2], `"reasonCode":"CONTACT_NOT_FOUND"`)
 	out, err = run(t, "results", "--nats-url", url, "--instance", "acme", "--last", "1")
 	require.NoError(t, err)
 	require.Equal(t, 1, strings.Count(out, "\n"))
@@ -125,25 +152,25 @@ func TestServeAndClients(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, out, "CONTACT_NOT_FOUND")
 
-	// Clear what is left of the billing queue: 49 of the 50 (c7 ended).
+	// Clear what is left of the billing queue: 50 of the 51 (c7 ended).
 	out, err = run(t, "clear", "--nats-url", url, "--instance", "acme", "--queue", "billing", "--bulk-id", "b-1",
 		"--reason", "QUEUE_CLOSED", "--wait", "--json")
 	require.NoError(t, err)
 	var done events.BulkCompleted
 	require.NoError(t, json.Unmarshal([]byte(out), &done))
-	require.Equal(t, 49, done.Matched)
-	require.Equal(t, 49, done.Stopped)
+	require.Equal(t, 50, done.Matched)
+	require.Equal(t, 50, done.Stopped)
 	require.Zero(t, done.Failed)
 	// The record is marked COMPLETED just after the completion event.
 	require.Eventually(t, func() bool {
 		out, err = run(t, "bulk", "status", "b-1", "--nats-url", url, "--instance", "acme")
 		return err == nil && strings.Contains(out, "COMPLETED")
 	}, 10*time.Second, 20*time.Millisecond)
-	require.Contains(t, out, "stopped 49")
+	require.Contains(t, out, "stopped 50")
 	// Again: nothing is stopped twice; the same summary stands.
 	out, err = run(t, "clear", "--nats-url", url, "--instance", "acme", "--queue", "billing", "--bulk-id", "b-1", "--wait")
 	require.NoError(t, err)
-	require.Contains(t, out, "matched 49, stopped 49, failed 0")
+	require.Contains(t, out, "matched 50, stopped 50, failed 0")
 	_, err = run(t, "clear", "--nats-url", url, "--instance", "acme", "--state", "ended")
 	require.ErrorContains(t, err, "ENDED contacts cannot be stopped")
 
@@ -159,8 +186,9 @@ func TestServeAndClients(t *testing.T) {
 	body, code = httpGet(t, "http://"+opsAddr+"/metrics")
 	require.Equal(t, 200, code)
 	require.Contains(t, body, `contactstop_requests_total{outcome="stopped",reason_code=""} 1`)
-	require.Contains(t, body, `contactstop_requests_total{outcome="failed",reason_code="CONTACT_NOT_FOUND"} 1`)
-	require.Contains(t, body, `contactstop_bulk_contacts_total{outcome="stopped",reason_code=""} 49`)
+	require.Contains(t, body, `contactstop_requests_total{outcome="failed",reason_code="CONTACT_NOT_FOUND"} 2`)
+	require.Contains(t, body, `contactstop_requests_total{outcome="resend",reason_code=""} 2`)
+	require.Contains(t, body, `contactstop_bulk_contacts_total{outcome="stopped",reason_code=""} 50`)
 	require.Contains(t, body, `contactstop_consumer_pending{consumer="contactstop-worker"} 0`)
 	require.Contains(t, body, "go_goroutines")
 

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/contactstop/contactstop/events"
-	"github.com/contactstop/contactstop/worker"
 )
 
 func newResultsCmd() *cobra.Command {
@@ -59,7 +58,7 @@ func printResults(ctx context.Context, out io.Writer, js jetstream.JetStream, in
 	if instanceID != "" && !events.ValidInstanceID(instanceID) {
 		return fmt.Errorf("--instance %q: must be 1-100 characters of [A-Za-z0-9_-]", instanceID)
 	}
-	stream, err := js.Stream(ctx, worker.StreamResults)
+	stream, err := js.Stream(ctx, events.StreamResults)
 	if err != nil {
 		return fmt.Errorf("results stream (has contactstop serve run against this server?): %w", err)
 	}
@@ -88,7 +87,7 @@ func printResults(ctx context.Context, out io.Writer, js jetstream.JetStream, in
 			skip, stored = stored-uint64(last), uint64(last)
 		}
 	}
-	cons, err := js.OrderedConsumer(ctx, worker.StreamResults, cfg)
+	cons, err := js.OrderedConsumer(ctx, events.StreamResults, cfg)
 	if err != nil {
 		return fmt.Errorf("read results: %w", err)
 	}

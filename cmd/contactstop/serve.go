@@ -78,23 +78,25 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.StringVar(&o.dataDir, "data-dir", "./data", "embedded server: JetStream storage directory")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "embedded server: client listen address")
 	f.BoolVar(&o.syncAlways, "sync-always", false, "embedded server: fsync every JetStream write before acknowledging it (survives OS crashes; slower)")
-	f.IntVar(&o.worker.Workers, "workers", 256, "requests this process has in hand at once (pulled ahead, then decided in batches)")
-	f.IntVar(&o.worker.BatchSize, "batch-size", 64, "most requests decided together (one read, pipelined writes and results); 1 turns batching off (default: the smaller of 64 and --workers)")
-	f.IntVar(&o.topology.MaxAckPending, "max-ack-pending", 1024, "consumer-wide limit of unacknowledged requests; at least 2×workers×replicas of serve (default: the larger of 1024 and 2×workers)")
-	f.DurationVar(&o.topology.AckWait, "ack-wait", 30*time.Second, "redeliver a request not acknowledged within this time")
-	f.IntVar(&o.worker.MaxDeliveries, "max-deliveries", 5, "deliveries before a request that keeps failing transiently ends as INTERNAL_ERROR and is dead-lettered")
-	f.DurationVar(&o.worker.RetryInitial, "retry-initial", 20*time.Millisecond, "first backoff interval for transient errors within a delivery")
-	f.DurationVar(&o.worker.RetryMax, "retry-max", time.Second, "largest backoff interval within a delivery")
-	f.DurationVar(&o.worker.RetryMaxElapsed, "retry-max-elapsed", 5*time.Second, "time spent retrying within one delivery before it is handed back with a delay")
-	f.DurationVar(&o.worker.RedeliveryDelay, "redelivery-delay", time.Second, "delay before the second delivery of a failing request; doubles per delivery")
-	f.DurationVar(&o.worker.RedeliveryDelayMax, "redelivery-delay-max", 30*time.Second, "largest delay between deliveries")
-	f.IntVar(&o.worker.Bulks, "bulks", 2, "bulk requests run at once by this process")
-	f.IntVar(&o.worker.BulkWorkers, "bulk-workers", 256, "contacts one bulk run stops at once (BulkWorkers ÷ batch size batches in flight)")
+	f.IntVar(&o.worker.Workers, "workers", worker.DefaultWorkers, "requests this process has in hand at once (pulled ahead, then decided in batches)")
+	f.IntVar(&o.worker.BatchSize, "batch-size", worker.DefaultBatchSize, "most requests decided together (one read, pipelined writes and results); 1 turns batching off (default: the smaller of 64 and --workers)")
+	f.IntVar(&o.topology.MaxAckPending, "max-ack-pending", worker.DefaultMaxAckPending, "consumer-wide limit of unacknowledged requests; at least 2×workers×replicas of serve (default: the larger of 1024 and 2×workers)")
+	f.DurationVar(&o.topology.AckWait, "ack-wait", worker.DefaultAckWait, "redeliver a request not acknowledged within this time")
+	f.IntVar(&o.worker.MaxAttempts, "max-attempts", worker.DefaultMaxAttempts, "attempts that meet transient errors before a request ends as INTERNAL_ERROR and is dead-lettered (deliveries handed back at shutdown are not attempts)")
+	f.IntVar(&o.worker.MaxAttempts, "max-deliveries", worker.DefaultMaxAttempts, "")
+	_ = f.MarkDeprecated("max-deliveries", "use --max-attempts: attempts are counted, not deliveries")
+	f.DurationVar(&o.worker.RetryInitial, "retry-initial", worker.DefaultRetryInitial, "first backoff interval for transient errors within a delivery")
+	f.DurationVar(&o.worker.RetryMax, "retry-max", worker.DefaultRetryMax, "largest backoff interval within a delivery")
+	f.DurationVar(&o.worker.RetryMaxElapsed, "retry-max-elapsed", worker.DefaultRetryMaxElapsed, "time spent retrying within one delivery before it is handed back with a delay")
+	f.DurationVar(&o.worker.RedeliveryDelay, "redelivery-delay", worker.DefaultRedeliveryDelay, "delay before the second delivery of a failing request; doubles per delivery")
+	f.DurationVar(&o.worker.RedeliveryDelayMax, "redelivery-delay-max", worker.DefaultRedeliveryDelayMax, "largest delay between deliveries")
+	f.IntVar(&o.worker.Bulks, "bulks", worker.DefaultBulks, "bulk requests run at once by this process")
+	f.IntVar(&o.worker.BulkWorkers, "bulk-workers", worker.DefaultBulkWorkers, "contacts one bulk run stops at once (BulkWorkers ÷ batch size batches in flight)")
 	f.BoolVar(&o.worker.Emergency, "emergency", false, "handle emergency.broadcast.<instance>: clear the instance's QUEUED contacts (see README)")
-	f.DurationVar(&o.worker.EmergencyMaxAge, "emergency-max-age", 5*time.Minute, "ignore emergency broadcasts older than this when first seen")
-	f.IntVar(&o.topology.Replicas, "replicas", 1, "replicas of the streams and buckets (3 on a cluster)")
-	f.DurationVar(&o.topology.DuplicateWindow, "duplicate-window", 2*time.Minute, "JetStream duplicate window of the requests and results streams")
-	f.DurationVar(&o.topology.MaxAge, "max-age", 7*24*time.Hour, "how long requests and results are kept")
+	f.DurationVar(&o.worker.EmergencyMaxAge, "emergency-max-age", worker.DefaultEmergencyMaxAge, "ignore emergency broadcasts older than this when first seen")
+	f.IntVar(&o.topology.Replicas, "replicas", worker.DefaultReplicas, "replicas of the streams and buckets (3 on a cluster)")
+	f.DurationVar(&o.topology.DuplicateWindow, "duplicate-window", worker.DefaultDuplicateWindow, "JetStream duplicate window of the requests and results streams")
+	f.DurationVar(&o.topology.MaxAge, "max-age", worker.DefaultMaxAge, "how long requests, results and the outcome records of failed requests are kept")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, wait this long for in-flight requests")
 	f.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz on this address (e.g. :8080); empty: off")
 	f.StringVar(&o.config, "config", "", "YAML file of settings, keys being flag names (workers: 64)")
@@ -144,6 +146,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	o.worker.MaxAckPending = o.topology.MaxAckPending
 	o.topology.Emergency = o.worker.Emergency
 	o.worker.AckWait = o.topology.AckWait
+	o.worker.DuplicateWindow = o.topology.DuplicateWindow
 	o.worker.Logger = log
 	if len(o.authKeys) > 0 {
 		keys := make([]auth.Key, 0, len(o.authKeys))
@@ -250,7 +253,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := worker.Provision(setupCtx, js, o.topology); err != nil {
 		return err
 	}
-	st, err := store.Open(setupCtx, js, store.Config{Replicas: o.topology.Replicas})
+	st, err := store.Open(setupCtx, js, store.Config{Replicas: o.topology.Replicas, OutcomeTTL: o.topology.MaxAge})
 	if err != nil {
 		return err
 	}

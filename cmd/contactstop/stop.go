@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/contactstop/contactstop/events"
-	"github.com/contactstop/contactstop/worker"
+	"github.com/contactstop/contactstop/store"
 )
 
 func newStopCmd() *cobra.Command {
@@ -30,8 +30,10 @@ func newStopCmd() *cobra.Command {
 Without --wait it prints the request's identity once JetStream has stored it.
 With --wait it then waits for the request's result on the results stream and
 prints it; the exit code is 0 for contact.stopped and 2 for
-contact.stop.failed. Publishing the same --request-id again is idempotent: the
-result of the first request is printed.`,
+contact.stop.failed. Publishing the same --request-id again is idempotent at
+any time: it changes nothing, and --wait prints the result of the first at
+once (a retryable INTERNAL_ERROR is the exception: the request is attempted
+again, and --wait prints the new result).`,
 		Example: `  contactstop stop --instance acme --contact c-1 --wait
   contactstop stop --instance acme --contact "call/42" --reason EMERGENCY --request-id r-42 --json`,
 		Args: cobra.NoArgs,
@@ -94,8 +96,11 @@ func runStop(ctx context.Context, out io.Writer, c *client, o clientOptions, req
 		_, err := fmt.Fprintf(out, "request %s published as %s #%d%s\n", receipt.RequestID, receipt.Stream, receipt.Sequence, dup)
 		return err
 	}
+	// A request answered before (this is a resend) stores no new result:
+	// its recorded outcome tells from when to look for the one it has.
+	from := answeredAt(ctx, c, store.RequestKey{InstanceID: req.InstanceID, ContactID: req.ContactID, RequestID: receipt.RequestID}, receipt.Duplicate)
 	var res events.Result
-	err = results.find(ctx, receipt.Duplicate, func(subject string, data []byte) bool {
+	err = results.find(ctx, receipt.Duplicate, from, func(subject string, data []byte) bool {
 		r, err := events.DecodeResult(subject, data)
 		if err != nil || r.RequestID() != receipt.RequestID || resultContact(r) != req.ContactID {
 			return false
@@ -143,11 +148,11 @@ type resultWaiter struct {
 // newResultWaiter notes where the results stream ends now; call it before
 // publishing the request whose result is awaited.
 func newResultWaiter(ctx context.Context, js jetstream.JetStream, subjects ...string) (*resultWaiter, error) {
-	rs, err := js.Stream(ctx, worker.StreamResults)
+	rs, err := js.Stream(ctx, events.StreamResults)
 	if err != nil {
 		return nil, fmt.Errorf("results stream (has contactstop serve run against this server?): %w", err)
 	}
-	req, err := js.Stream(ctx, worker.StreamRequests)
+	req, err := js.Stream(ctx, events.StreamRequests)
 	if err != nil {
 		return nil, fmt.Errorf("requests stream: %w", err)
 	}
@@ -159,18 +164,47 @@ func newResultWaiter(ctx context.Context, js jetstream.JetStream, subjects ...st
 	}, nil
 }
 
+// answeredAt returns the time around which the result of an answered
+// request was published, read from the request's record in the store, or
+// the zero time when it has none (not answered yet), or only a retryable
+// INTERNAL_ERROR that this fresh message will be attempted again after.
+// A store that cannot be read gives the zero time too: the results stream
+// is then searched as for a new request.
+func answeredAt(ctx context.Context, c *client, k store.RequestKey, duplicate bool) time.Time {
+	st, err := c.openStore(ctx)
+	if err != nil {
+		return time.Time{}
+	}
+	o, err := st.LookUpRequest(ctx, k)
+	switch {
+	case err != nil:
+		return time.Time{}
+	case o.Stopped != nil:
+		return o.Stopped.EndedAt
+	case o.Failed != nil && (!o.Failed.Retryable || duplicate):
+		return o.Failed.FailedAt
+	}
+	return time.Time{}
+}
+
 // find waits until match accepts a result published after the waiter was
-// made. For a duplicate publication the original request was published
-// within the duplicate window, so results are searched from that far back.
-func (rw *resultWaiter) find(ctx context.Context, duplicate bool, match func(subject string, data []byte) bool) error {
+// made, or, when from is set, since a minute before from (the result of a
+// request answered before). For a duplicate publication the original
+// request was published within the duplicate window, so results are
+// searched from that far back.
+func (rw *resultWaiter) find(ctx context.Context, duplicate bool, from time.Time, match func(subject string, data []byte) bool) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: rw.subjects}
-	if duplicate {
+	switch {
+	case !from.IsZero():
+		start := from.Add(-time.Minute)
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	case duplicate:
 		start := time.Now().Add(-rw.window - time.Minute)
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
-	} else {
+	default:
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, rw.startSeq
 	}
-	cons, err := rw.js.OrderedConsumer(ctx, worker.StreamResults, cfg)
+	cons, err := rw.js.OrderedConsumer(ctx, events.StreamResults, cfg)
 	if err != nil {
 		return fmt.Errorf("read results: %w", err)
 	}

@@ -136,7 +136,7 @@ func TestAccountsConf(t *testing.T) {
 		require.NoError(t, err)
 		ack, err := acme.js.Publish(ctx, events.StopRequestedSubject("acme"), body)
 		require.NoError(t, err)
-		require.Equal(t, worker.StreamRequests, ack.Stream)
+		require.Equal(t, events.StreamRequests, ack.Stream)
 		bulk, err := acme.js.Publish(ctx, events.SubjectBulkRequested, []byte(`{"bulkId":"b-1","instanceId":"acme"}`))
 		if err == nil {
 			require.NotEmpty(t, bulk.Stream)
@@ -148,19 +148,32 @@ func TestAccountsConf(t *testing.T) {
 	})
 
 	t.Run("worker pulls, stops, acknowledges and publishes the result", func(t *testing.T) {
-		cons, err := w.js.Consumer(ctx, worker.StreamRequests, worker.ConsumerName)
+		cons, err := w.js.Consumer(ctx, events.StreamRequests, events.ConsumerRequests)
 		require.NoError(t, err)
 		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 		require.NoError(t, err)
 		req, err := events.DecodeStopRequest(msg.Data())
 		require.NoError(t, err)
-		res, err := st.EndContact(ctx, store.EndContactParams{InstanceID: req.InstanceID, ContactID: req.ContactID, RequestID: req.RequestID})
+		// The worker's reads and writes: a batched read of the contact and
+		// the request's outcome, a read from the stream's leader, the
+		// compare-and-set, and an outcome record.
+		key := store.RequestKey{InstanceID: req.InstanceID, ContactID: req.ContactID, RequestID: req.RequestID}
+		views, err := st.Views(ctx, store.ViewParams{Keys: []store.RequestKey{key}})
 		require.NoError(t, err)
-		stopped, err := json.Marshal(events.Stopped{RequestID: req.RequestID, ContactID: req.ContactID, InstanceID: req.InstanceID, PreviousState: string(res.Contact.PreviousState), StoppedAt: time.Now().UTC()})
+		require.NotNil(t, views[0].Contact)
+		_, err = st.Views(ctx, store.ViewParams{Keys: []store.RequestKey{key}, Consistent: true})
+		require.NoError(t, err)
+		ends := st.EndContacts(ctx, []store.EndContactParams{{Contact: *views[0].Contact, RequestID: req.RequestID}})
+		require.NoError(t, ends[0].Err)
+		other := store.RequestKey{InstanceID: "acme", ContactID: "absent", RequestID: "r-other"}
+		rec := st.RecordFailures(ctx, []store.RecordFailureParams{{Key: other, DependsOnContact: true,
+			Failure: store.Outcome{ReasonCode: string(events.ReasonContactNotFound), Message: "contact does not exist"}}})
+		require.NoError(t, rec[0].Err)
+		stopped, err := json.Marshal(events.Stopped{RequestID: req.RequestID, ContactID: req.ContactID, InstanceID: req.InstanceID, PreviousState: string(ends[0].Contact.PreviousState), StoppedAt: time.Now().UTC()})
 		require.NoError(t, err)
 		ack, err := w.js.Publish(ctx, events.StoppedSubject("acme"), stopped)
 		require.NoError(t, err)
-		require.Equal(t, worker.StreamResults, ack.Stream)
+		require.Equal(t, events.StreamResults, ack.Stream)
 		require.NoError(t, msg.DoubleAck(ctx))
 		_, err = w.js.Publish(ctx, events.StopFailedSubject("acme"), []byte(`{}`))
 		require.NoError(t, err)
@@ -182,7 +195,7 @@ func TestAccountsConf(t *testing.T) {
 		_, err := acme.js.Publish(short, events.StoppedSubject("acme"), fake)
 		require.Error(t, err, "no acknowledgement for a forged result")
 		acme.requireViolation(t, events.StoppedSubject("acme"))
-		require.EqualValues(t, 1, count(t, ctx, w.js, worker.StreamResults, events.StoppedSubject("acme")), "only the worker's result is stored")
+		require.EqualValues(t, 1, count(t, ctx, w.js, events.StreamResults, events.StoppedSubject("acme")), "only the worker's result is stored")
 	})
 
 	t.Run("publisher cannot write the contacts bucket", func(t *testing.T) {
@@ -197,9 +210,9 @@ func TestAccountsConf(t *testing.T) {
 		require.Equal(t, before, after, "the contact is untouched")
 		short, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		_, err = acme.js.Stream(short, worker.StreamRequests)
+		_, err = acme.js.Stream(short, events.StreamRequests)
 		require.Error(t, err, "no JetStream API for tenants")
-		acme.requireViolation(t, "$JS.API.STREAM.INFO."+worker.StreamRequests)
+		acme.requireViolation(t, "$JS.API.STREAM.INFO."+events.StreamRequests)
 	})
 
 	t.Run("publisher cannot publish for another instance", func(t *testing.T) {
@@ -211,9 +224,9 @@ func TestAccountsConf(t *testing.T) {
 		require.NoError(t, globex.nc.Publish(events.StopRequestedSubject("acme"), []byte(`{"contactId":"c1","instanceId":"acme"}`)))
 		globex.requireViolation(t, events.StopRequestedSubject("acme"))
 		require.NoError(t, globex.nc.Flush())
-		require.Zero(t, count(t, ctx, w.js, worker.StreamRequests, events.StopRequestedSubject("globex")))
-		require.Zero(t, count(t, ctx, w.js, worker.StreamRequests, events.SubjectStopRequested))
-		require.EqualValues(t, 1, count(t, ctx, w.js, worker.StreamRequests, events.StopRequestedSubject("acme")), "only acme's own request")
+		require.Zero(t, count(t, ctx, w.js, events.StreamRequests, events.StopRequestedSubject("globex")))
+		require.Zero(t, count(t, ctx, w.js, events.StreamRequests, events.SubjectStopRequested))
+		require.EqualValues(t, 1, count(t, ctx, w.js, events.StreamRequests, events.StopRequestedSubject("acme")), "only acme's own request")
 
 		// Nor read another tenant's results.
 		_, err := acme.nc.SubscribeSync(events.StoppedSubject("globex"))

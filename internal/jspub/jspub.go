@@ -54,7 +54,7 @@ type Publisher struct {
 
 type reply struct {
 	i   int
-	ack Ack
+	msg *nats.Msg
 }
 
 // New returns a Publisher on nc. It subscribes to its replies on first use.
@@ -67,16 +67,41 @@ func New(nc *nats.Conn) *Publisher {
 // in order.
 func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg, timeout time.Duration) []Ack {
 	acks := make([]Ack, len(msgs))
+	p.exchange(ctx, msgs, timeout, func(i int, m *nats.Msg, err error) {
+		if err != nil {
+			acks[i].Err = err
+			return
+		}
+		acks[i] = parseAck(m)
+	})
+	return acks
+}
+
+// Request sends msgs as requests, overwriting their Reply, and waits for
+// one reply to each, until ctx ends or timeout passes. It returns the
+// replies in order; errs[i] is set instead of replies[i] for a message that
+// could not be sent or got no reply in time (ErrTimeout).
+func (p *Publisher) Request(ctx context.Context, msgs []*nats.Msg, timeout time.Duration) (replies []*nats.Msg, errs []error) {
+	replies, errs = make([]*nats.Msg, len(msgs)), make([]error, len(msgs))
+	p.exchange(ctx, msgs, timeout, func(i int, m *nats.Msg, err error) {
+		replies[i], errs[i] = m, err
+	})
+	return replies, errs
+}
+
+// exchange sends msgs and calls got once per message, with its reply or
+// why there is none.
+func (p *Publisher) exchange(ctx context.Context, msgs []*nats.Msg, timeout time.Duration, got func(i int, m *nats.Msg, err error)) {
 	if len(msgs) == 0 {
-		return acks
+		return
 	}
 	replies := make(chan reply, len(msgs))
 	id, err := p.register(replies)
 	if err != nil {
-		for i := range acks {
-			acks[i].Err = err
+		for i := range msgs {
+			got(i, nil, err)
 		}
-		return acks
+		return
 	}
 	defer p.unregister(id)
 
@@ -86,7 +111,8 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg, timeout time.
 	for i, m := range msgs {
 		m.Reply = base + strconv.Itoa(i)
 		if err := p.nc.PublishMsg(m); err != nil {
-			acks[i].Err, done[i] = err, true
+			got(i, nil, err)
+			done[i] = true
 			remaining--
 		}
 	}
@@ -96,24 +122,24 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg, timeout time.
 		select {
 		case r := <-replies:
 			if r.i >= 0 && r.i < len(msgs) && !done[r.i] {
-				acks[r.i], done[r.i] = r.ack, true
+				got(r.i, r.msg, nil)
+				done[r.i] = true
 				remaining--
 			}
 		case <-ctx.Done():
-			fail(acks, done, ctx.Err())
-			return acks
+			fail(done, got, ctx.Err())
+			return
 		case <-timer.C:
-			fail(acks, done, ErrTimeout)
-			return acks
+			fail(done, got, ErrTimeout)
+			return
 		}
 	}
-	return acks
 }
 
-func fail(acks []Ack, done []bool, err error) {
-	for i := range acks {
+func fail(done []bool, got func(int, *nats.Msg, error), err error) {
+	for i := range done {
 		if !done[i] {
-			acks[i].Err = err
+			got(i, nil, err)
 		}
 	}
 }
@@ -163,7 +189,7 @@ func (p *Publisher) handle(m *nats.Msg) {
 		return
 	}
 	select {
-	case replies <- reply{i: i, ack: parseAck(m)}:
+	case replies <- reply{i: i, msg: m}:
 	default: // a second reply for one message: cannot happen
 	}
 }

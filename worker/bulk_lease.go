@@ -1,0 +1,179 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"go.uber.org/zap"
+
+	"github.com/contactstop/contactstop/events"
+	"github.com/contactstop/contactstop/store"
+)
+
+// acquire takes the bulk request's lease, as a new run.
+func (r *bulkRun) acquire(ctx context.Context) error {
+	w := r.w
+	var rec store.BulkRecord
+	err := w.retry(ctx, r.log, func() (err error) {
+		rec, err = w.store.GetBulk(ctx, r.spec.instanceID, r.spec.bulkID)
+		if errors.Is(err, store.ErrBulkNotFound) {
+			rec, err = store.BulkRecord{BulkID: r.spec.bulkID, InstanceID: r.spec.instanceID}, nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read bulk record: %w", err)
+	}
+	now := w.cfg.Now()
+	switch {
+	case rec.Status == store.BulkCompleted:
+		return errBulkDone
+	case rec.Owner != "" && now.Before(rec.LeaseUntil):
+		return fmt.Errorf("%w (%s, until %s)", errBulkBusy, rec.Owner, rec.LeaseUntil.Format(time.RFC3339))
+	}
+	if rec.StartedAt.IsZero() {
+		rec.StartedAt = now.UTC()
+	}
+	r.republishAll = rec.Run >= 1 && !rec.PendingSlots
+	r.final = rec.Attempts+1 >= w.cfg.MaxAttempts
+	rec.PendingSlots = true
+	if rec.Status != store.BulkCompleting {
+		rec.Status, rec.Walking = store.BulkRunning, true
+		rec.Matched, rec.Done, rec.Stopped, rec.Failed, rec.Skipped, rec.Unreadable, rec.ReasonCodes = 0, 0, 0, 0, 0, 0, nil
+	}
+	rec.Owner, rec.Run = w.id+"/"+nuid.Next(), rec.Run+1
+	rec.LeaseUntil = now.Add(w.cfg.BulkLease).UTC()
+	rec, err = w.store.PutBulk(ctx, rec)
+	if errors.Is(err, store.ErrBulkConflict) {
+		return fmt.Errorf("%w: %w", errBulkBusy, err)
+	}
+	if err != nil {
+		return fmt.Errorf("take bulk lease: %w", err)
+	}
+	r.rec, r.run = rec, rec.Run
+	r.setLease(rec.LeaseUntil)
+	return nil
+}
+
+func (r *bulkRun) setLease(until time.Time) {
+	r.leaseOK.Store(until.Add(-r.w.cfg.BulkLease / 3).UnixNano())
+}
+
+// leaseValid reports whether the run may still write contacts.
+func (r *bulkRun) leaseValid() bool {
+	return r.w.cfg.Now().UnixNano() < r.leaseOK.Load()
+}
+
+// renew extends the lease and records progress every second, and keeps the
+// bulk message in progress, until ctx ends. Losing the lease cancels the
+// run.
+func (r *bulkRun) renew(ctx context.Context, cancel context.CancelCauseFunc) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.w.quit:
+			cancel(errBulkStopping)
+			return
+		case <-tick.C:
+		}
+		_ = r.b.msg.InProgress()
+		err := r.save(ctx, func(rec *store.BulkRecord) {
+			rec.LeaseUntil = r.w.cfg.Now().Add(r.w.cfg.BulkLease).UTC()
+		})
+		if errors.Is(err, store.ErrBulkConflict) {
+			cancel(fmt.Errorf("%w: %w", errBulkLeaseLost, err))
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("renewing the bulk lease failed; retrying", zap.Error(err))
+		}
+	}
+}
+
+// save writes the record with the current progress, after change, by
+// compare-and-set on the run's revision.
+func (r *bulkRun) save(ctx context.Context, change func(*store.BulkRecord)) error {
+	c := r.counts()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec := r.rec
+	if rec.Status == store.BulkRunning {
+		rec.Matched, rec.Done = int(r.matched.Load()), int(r.done.Load())
+		rec.Stopped, rec.Failed, rec.Skipped, rec.Unreadable = c.Stopped, c.Failed, c.Skipped, c.Unreadable
+		rec.ReasonCodes = make(map[string]int, len(c.ReasonCodes))
+		for k, v := range c.ReasonCodes {
+			rec.ReasonCodes[string(k)] = v
+		}
+	}
+	change(&rec)
+	saved, err := r.w.store.PutBulk(ctx, rec)
+	if err != nil {
+		return err
+	}
+	r.rec = saved
+	r.setLease(saved.LeaseUntil)
+	return nil
+}
+
+// release gives the lease up early, so that the next delivery can resume
+// the request at once. Failure only delays that until the lease lapses.
+func (r *bulkRun) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.save(ctx, func(rec *store.BulkRecord) { rec.LeaseUntil = time.Time{} })
+}
+
+// countAttempt counts a run that ended on transient errors in the bulk's
+// record, if the record can still be written, and returns the attempts
+// counted.
+func (r *bulkRun) countAttempt() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n := r.rec.Attempts + 1
+	if err := r.save(ctx, func(rec *store.BulkRecord) { rec.Attempts, rec.LeaseUntil = n, time.Time{} }); err != nil {
+		r.log.Warn("the failed bulk run could not be counted", zap.Error(err))
+		return r.rec.Attempts
+	}
+	return n
+}
+
+// completionStored reports whether the results stream holds the completion
+// event of this bulk request, looking from a little before it was recorded.
+func (w *Worker) completionStored(ctx context.Context, done events.BulkCompleted) (bool, error) {
+	start := done.CompletedAt.Add(-time.Minute)
+	cons, err := w.js.OrderedConsumer(ctx, events.StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.BulkCompletedSubject(done.InstanceID)},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
+	})
+	if err != nil {
+		return false, err
+	}
+	for {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return false, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var c events.BulkCompleted
+			if json.Unmarshal(m.Data(), &c) == nil && c.BulkID == done.BulkID {
+				return true, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return false, err
+		}
+		if n == 0 {
+			return false, nil
+		}
+	}
+}
