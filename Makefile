@@ -22,6 +22,7 @@ lint: ## gofmt, go vet and golangci-lint (installed into ./bin on first use)
 fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 	$(GO) test -run=NONE -fuzz=FuzzDecodeStopRequest -fuzztime=$(or $(FUZZTIME),20s) -fuzzminimizetime=2s ./events/
 	$(GO) test -run=NONE -fuzz=FuzzContactKey -fuzztime=$(or $(FUZZTIME),20s) -fuzzminimizetime=2s ./store/
+	$(GO) test -run=NONE -fuzz=FuzzUnmarshalContact -fuzztime=$(or $(FUZZTIME),20s) -fuzzminimizetime=2s ./store/
 	$(GO) test -run=NONE -fuzz=FuzzAuthorize -fuzztime=$(or $(FUZZTIME),20s) -fuzzminimizetime=2s ./auth/
 
 bench: ## micro-benchmarks and a 10k-request drain on an in-process server

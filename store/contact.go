@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -84,7 +83,7 @@ func utc(t time.Time) time.Time {
 // cannot be acted on safely. These errors wrap ErrBadRecord.
 func decodeContact(instanceID, contactID string, data []byte, rev uint64) (Contact, error) {
 	var c Contact
-	if err := json.Unmarshal(data, &c); err != nil {
+	if err := unmarshalContact(data, &c); err != nil {
 		return Contact{}, fmt.Errorf("%w: contact %s/%q: malformed record at revision %d: %w", ErrBadRecord, instanceID, contactID, rev, err)
 	}
 	if c.InstanceID == "" {

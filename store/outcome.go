@@ -90,8 +90,8 @@ const outcomeDomain = "contactstop outcome v1"
 // No contact key starts with "=", so listing an instance's contacts
 // ("<instanceId>.>") never meets one.
 func OutcomeKey(instanceID, contactID, requestID string) string {
-	buf := make([]byte, 0, len(outcomeDomain)+len(instanceID)+len(contactID)+len(requestID)+8)
-	buf = append(buf, outcomeDomain...)
+	var stack [512]byte
+	buf := append(stack[:0], outcomeDomain...)
 	for _, s := range []string{instanceID, contactID, requestID} {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
@@ -101,7 +101,9 @@ func OutcomeKey(instanceID, contactID, requestID string) string {
 	if validateInstanceID(inst) != nil {
 		inst = "="
 	}
-	return "=o." + inst + "." + base64.RawURLEncoding.EncodeToString(sum[:18])
+	key := append(stack[:0], "=o."...)
+	key = append(append(key, inst...), '.')
+	return string(base64.RawURLEncoding.AppendEncode(key, sum[:18]))
 }
 
 // bulkFailureKey is the key, in the bulks bucket, of the failure record of

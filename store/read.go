@@ -74,16 +74,21 @@ func (s *KV) latest(ctx context.Context, b bucket, keys []string, consistent boo
 // message per subject that has one, then an end-of-batch status (204), or
 // only a 404 when none has.
 func (s *KV) multiLast(ctx context.Context, b bucket, keys []string, found map[string]entry) error {
-	subjects := make([]string, len(keys))
+	// {"multi_last":["<prefix><key>",…]}: keys are KV keys, which need no
+	// escaping in JSON.
+	n := len(`{"multi_last":[]}`)
+	for _, k := range keys {
+		n += len(b.prefix) + len(k) + 3
+	}
+	body := make([]byte, 0, n)
+	body = append(body, `{"multi_last":[`...)
 	for i, k := range keys {
-		subjects[i] = b.prefix + k
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(append(append(append(body, '"'), b.prefix...), k...), '"')
 	}
-	body, err := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-	}{subjects})
-	if err != nil {
-		return err
-	}
+	body = append(body, "]}"...)
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	// At most one answer per key and the end-of-batch status.
