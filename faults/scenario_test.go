@@ -123,18 +123,21 @@ func newScenario(t *testing.T, o scenarioOptions) *scenario {
 	// The same topology serve provisions with the flags workerArgs gives,
 	// so that the backlog can be published before any worker runs.
 	// A young cluster may still refuse placements for a moment ("peer
-	// offline"): retry for up to two minutes.
+	// offline"), or lose an API request while its routes settle: retry,
+	// each attempt bounded, for up to two minutes.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	for {
-		err = worker.Provision(ctx, s.js, worker.TopologyConfig{Replicas: s.replicas, DuplicateWindow: s.dupWin,
+		attempt, cancelAttempt := context.WithTimeout(ctx, 15*time.Second)
+		err = worker.Provision(attempt, s.js, worker.TopologyConfig{Replicas: s.replicas, DuplicateWindow: s.dupWin,
 			AckWait: ackWait, MaxAckPending: max(1024, 2*workersPerProc)})
 		if err == nil {
-			s.st, err = store.Open(ctx, s.js, store.Config{Replicas: s.replicas})
+			s.st, err = store.Open(attempt, s.js, store.Config{Replicas: s.replicas})
 		}
 		if err == nil {
-			_, err = s.st.PutInstance(ctx, store.Instance{InstanceID: inst})
+			_, err = s.st.PutInstance(attempt, store.Instance{InstanceID: inst})
 		}
+		cancelAttempt()
 		if err == nil {
 			break
 		}
