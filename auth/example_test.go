@@ -11,7 +11,7 @@ import (
 // Mint a token with an HS256 secret and check two requests with it.
 func Example() {
 	secret := []byte("an example secret of at least 32 bytes")
-	signing, err := auth.ParseSigningKey(secret)
+	signing, err := auth.ParseHS256SigningSecret(secret)
 	if err != nil {
 		panic(err)
 	}
@@ -27,7 +27,7 @@ func Example() {
 		panic(err)
 	}
 
-	key, err := auth.ParseKey(secret)
+	key, err := auth.ParseHS256Secret(secret)
 	if err != nil {
 		panic(err)
 	}

@@ -18,18 +18,18 @@ import (
 func fuzzKeys(f *testing.F) (ed, hs auth.SigningKey, v *auth.Verifier) {
 	f.Helper()
 	priv := ed25519.NewKeyFromSeed([]byte("contactstop fuzz seed, 32 bytes!"))
-	ed, err := auth.ParseSigningKey(pemPrivate(f, priv))
+	ed, err := auth.ParsePrivateKey(pemPrivate(f, priv))
 	if err != nil {
 		f.Fatal(err)
 	}
-	if hs, err = auth.ParseSigningKey(hsSecret); err != nil {
+	if hs, err = auth.ParseHS256SigningSecret(hsSecret); err != nil {
 		f.Fatal(err)
 	}
-	pub, err := auth.ParseKey(pemPublic(f, priv.Public().(ed25519.PublicKey)))
+	pub, err := auth.ParsePublicKey(pemPublic(f, priv.Public().(ed25519.PublicKey)))
 	if err != nil {
 		f.Fatal(err)
 	}
-	hsv, err := auth.ParseKey(hsSecret)
+	hsv, err := auth.ParseHS256Secret(hsSecret)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -33,9 +33,9 @@ func newEdPair(t testing.TB) edPair {
 	t.Helper()
 	privPEM, pubPEM, err := auth.GenerateKeyPair()
 	require.NoError(t, err)
-	sk, err := auth.ParseSigningKey(privPEM)
+	sk, err := auth.ParsePrivateKey(privPEM)
 	require.NoError(t, err)
-	vk, err := auth.ParseKey(pubPEM)
+	vk, err := auth.ParsePublicKey(pubPEM)
 	require.NoError(t, err)
 	block, _ := pem.Decode(privPEM)
 	priv, err := x509.ParsePKCS8PrivateKey(block.Bytes)
@@ -52,9 +52,9 @@ func newEdPair(t testing.TB) edPair {
 
 func hsKeys(t testing.TB) (auth.SigningKey, auth.Key) {
 	t.Helper()
-	sk, err := auth.ParseSigningKey(hsSecret)
+	sk, err := auth.ParseHS256SigningSecret(hsSecret)
 	require.NoError(t, err)
-	vk, err := auth.ParseKey(hsSecret)
+	vk, err := auth.ParseHS256Secret(hsSecret)
 	require.NoError(t, err)
 	return sk, vk
 }

@@ -23,7 +23,7 @@ func Issue(key SigningKey, c Claims) (string, error) {
 	case AlgHS256:
 		method, material = jwt.SigningMethodHS256, key.secret
 	default:
-		return "", errors.New("auth: issue: no signing key; make one with ParseSigningKey or LoadSigningKeyFile")
+		return "", errors.New("auth: issue: no signing key; make one with ParsePrivateKey, ParseHS256SigningSecret or their Load…File forms")
 	}
 	if err := c.Validate(); err != nil {
 		return "", fmt.Errorf("auth: issue: %w", err)

@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -27,7 +29,7 @@ const (
 	// MinSecretLen is the shortest HS256 secret accepted: 32 bytes, the
 	// size of the HMAC-SHA256 output (RFC 7518, section 3.2).
 	MinSecretLen = 32
-	// maxKeyFileSize bounds what LoadKeyFile reads.
+	// maxKeyFileSize bounds what the Load…File functions read.
 	maxKeyFileSize = 64 << 10
 )
 
@@ -35,11 +37,12 @@ const (
 var ErrInvalidKey = errors.New("invalid key")
 
 // Key is a verification key: an Ed25519 public key (algorithm EdDSA) or an
-// HS256 secret. The zero Key is not usable; make one with [ParseKey] or
-// [LoadKeyFile].
+// HS256 secret. The zero Key is not usable; make one with [ParsePublicKey],
+// [ParseHS256Secret] or their Load…File forms.
 type Key struct {
-	// ID is matched against a token's "kid" header. LoadKeyFile sets it to
-	// the file's name up to its first dot ("acme.pub.pem" → "acme").
+	// ID is matched against a token's "kid" header. The Load…File
+	// functions set it to the file's name up to its first dot
+	// ("acme.pub.pem" → "acme").
 	ID string
 
 	alg    string
@@ -61,7 +64,8 @@ func (k Key) verificationKey() jwt.VerificationKey {
 }
 
 // SigningKey is a key that mints tokens: an Ed25519 private key (EdDSA) or
-// an HS256 secret. Make one with [ParseSigningKey] or [LoadSigningKeyFile].
+// an HS256 secret. Make one with [ParsePrivateKey],
+// [ParseHS256SigningSecret] or their Load…File forms.
 type SigningKey struct {
 	// ID, when set, is written as the token's "kid" header.
 	ID string
@@ -74,22 +78,28 @@ type SigningKey struct {
 // Algorithm returns AlgEdDSA or AlgHS256, or "" for the zero SigningKey.
 func (k SigningKey) Algorithm() string { return k.alg }
 
-// ParseKey reads a verification key from the content of a key file: a PEM
-// "PUBLIC KEY" block holding an Ed25519 public key (PKIX, as written by
-// `openssl pkey -pubout` or GenerateKeyPair), or else an HS256 secret (see
-// ParseSigningKey for the rules on secrets). A private key is refused: the
-// verifier needs only the public half. Errors wrap ErrInvalidKey.
-func ParseKey(data []byte) (Key, error) {
+// Key files are typed: a file holds an Ed25519 key in PEM, or an HS256
+// secret, and which one is said by how it is given (serve --auth-key or
+// --auth-hs256-secret; token issue --key or --hs256-secret), never guessed
+// from its content. Content that could be read either way — a JWK, the raw
+// 32 bytes of a key, or their hex or base64 — is refused as a secret: taken
+// as an HMAC secret, a public key would let anyone who holds it sign
+// tokens.
+
+// ParsePublicKey reads a verification key from the content of an
+// --auth-key file: one PEM "PUBLIC KEY" block holding an Ed25519 public key
+// (PKIX, as written by `openssl pkey -pubout` or GenerateKeyPair), and
+// nothing else. Anything else is refused, saying what it looks like: a
+// private key (verification needs only the public half), another key type,
+// a secret. Errors wrap ErrInvalidKey.
+func ParsePublicKey(data []byte) (Key, error) {
 	block, err := pemBlock(data)
 	if err != nil {
 		return Key{}, err
 	}
 	if block == nil {
-		secret, err := parseSecret(data)
-		if err != nil {
-			return Key{}, err
-		}
-		return Key{alg: AlgHS256, secret: secret}, nil
+		return Key{}, fmt.Errorf("%w: %s; an Ed25519 public key is given as a PEM PUBLIC KEY block (an HS256 secret goes to --auth-hs256-secret)",
+			ErrInvalidKey, describeNonPEM(data))
 	}
 	switch block.Type {
 	case "PUBLIC KEY":
@@ -109,25 +119,29 @@ func ParseKey(data []byte) (Key, error) {
 	}
 }
 
-// ParseSigningKey reads a signing key from the content of a key file: a PEM
-// "PRIVATE KEY" block holding an Ed25519 private key (PKCS #8, as written by
-// `openssl genpkey -algorithm ed25519` or GenerateKeyPair), or else an HS256
-// secret: the file's bytes, less one trailing newline ("\n" or "\r\n"), at
-// least MinSecretLen bytes. Content that looks like a public key (PEM, an
-// OpenSSH "ssh-ed25519" line, or base64 of an Ed25519 PKIX key) is never
-// taken as a secret, so a public key given by mistake cannot become an HMAC
-// secret that anyone could sign with. Errors wrap ErrInvalidKey.
-func ParseSigningKey(data []byte) (SigningKey, error) {
+// ParseHS256Secret reads a verification key from the content of an
+// --auth-hs256-secret file (see ParseHS256SigningSecret for the rules).
+// Errors wrap ErrInvalidKey.
+func ParseHS256Secret(data []byte) (Key, error) {
+	secret, err := parseSecret(data)
+	if err != nil {
+		return Key{}, err
+	}
+	return Key{alg: AlgHS256, secret: secret}, nil
+}
+
+// ParsePrivateKey reads a signing key from the content of a --key file: one
+// PEM "PRIVATE KEY" block holding an Ed25519 private key (PKCS #8,
+// unencrypted, as written by `openssl genpkey -algorithm ed25519` or
+// GenerateKeyPair), and nothing else. Errors wrap ErrInvalidKey.
+func ParsePrivateKey(data []byte) (SigningKey, error) {
 	block, err := pemBlock(data)
 	if err != nil {
 		return SigningKey{}, err
 	}
 	if block == nil {
-		secret, err := parseSecret(data)
-		if err != nil {
-			return SigningKey{}, err
-		}
-		return SigningKey{alg: AlgHS256, secret: secret}, nil
+		return SigningKey{}, fmt.Errorf("%w: %s; an Ed25519 private key is given as a PEM PRIVATE KEY block (an HS256 secret goes to --hs256-secret)",
+			ErrInvalidKey, describeNonPEM(data))
 	}
 	switch block.Type {
 	case "PRIVATE KEY":
@@ -147,14 +161,40 @@ func ParseSigningKey(data []byte) (SigningKey, error) {
 	}
 }
 
-// LoadKeyFile reads a verification key file (see ParseKey) and sets the
-// key's ID from the file name. Errors name the file.
-func LoadKeyFile(path string) (Key, error) {
+// ParseHS256SigningSecret reads an HS256 secret from the content of a
+// secret file: the file's bytes, less one trailing newline ("\n" or
+// "\r\n"), at least MinSecretLen bytes — and not something that could be
+// a key: PEM, a JWK or any JSON, an OpenSSH public key, base64 of an
+// Ed25519 PKIX key, exactly 32 bytes (a raw Ed25519 key), or hex or base64
+// text of exactly 32 bytes. `openssl rand -base64 48` makes a good one.
+// Errors wrap ErrInvalidKey and say why.
+func ParseHS256SigningSecret(data []byte) (SigningKey, error) {
+	secret, err := parseSecret(data)
+	if err != nil {
+		return SigningKey{}, err
+	}
+	return SigningKey{alg: AlgHS256, secret: secret}, nil
+}
+
+// LoadPublicKeyFile reads an --auth-key file (ParsePublicKey) and sets the
+// key's ID from the file name ("acme.pub.pem" → "acme"). Errors name the
+// file.
+func LoadPublicKeyFile(path string) (Key, error) {
+	return loadKey(path, ParsePublicKey)
+}
+
+// LoadHS256SecretFile reads an --auth-hs256-secret file (ParseHS256Secret)
+// and sets the key's ID from the file name. Errors name the file.
+func LoadHS256SecretFile(path string) (Key, error) {
+	return loadKey(path, ParseHS256Secret)
+}
+
+func loadKey(path string, parse func([]byte) (Key, error)) (Key, error) {
 	data, err := readKeyFile(path)
 	if err != nil {
 		return Key{}, err
 	}
-	k, err := ParseKey(data)
+	k, err := parse(data)
 	if err != nil {
 		return Key{}, fmt.Errorf("key file %s: %w", path, err)
 	}
@@ -162,15 +202,25 @@ func LoadKeyFile(path string) (Key, error) {
 	return k, nil
 }
 
-// LoadSigningKeyFile reads a signing key file (see ParseSigningKey). The
-// key's ID is left empty: minted tokens carry a kid only when the caller
-// sets one. Errors name the file.
-func LoadSigningKeyFile(path string) (SigningKey, error) {
+// LoadPrivateKeyFile reads a signing key file (ParsePrivateKey). The key's
+// ID is left empty: minted tokens carry a kid only when the caller sets
+// one. Errors name the file.
+func LoadPrivateKeyFile(path string) (SigningKey, error) {
+	return loadSigningKey(path, ParsePrivateKey)
+}
+
+// LoadHS256SigningSecretFile reads a secret file
+// (ParseHS256SigningSecret). Errors name the file.
+func LoadHS256SigningSecretFile(path string) (SigningKey, error) {
+	return loadSigningKey(path, ParseHS256SigningSecret)
+}
+
+func loadSigningKey(path string, parse func([]byte) (SigningKey, error)) (SigningKey, error) {
 	data, err := readKeyFile(path)
 	if err != nil {
 		return SigningKey{}, err
 	}
-	k, err := ParseSigningKey(data)
+	k, err := parse(data)
 	if err != nil {
 		return SigningKey{}, fmt.Errorf("key file %s: %w", path, err)
 	}
@@ -180,7 +230,7 @@ func LoadSigningKeyFile(path string) (SigningKey, error) {
 // GenerateKeyPair makes a new Ed25519 key pair and returns the private key
 // as a PEM "PRIVATE KEY" block (PKCS #8, unencrypted: keep it secret) and
 // the public key as a PEM "PUBLIC KEY" block (PKIX), the forms
-// LoadSigningKeyFile and LoadKeyFile read.
+// LoadPrivateKeyFile and LoadPublicKeyFile read.
 func GenerateKeyPair() (privatePEM, publicPEM []byte, err error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -245,24 +295,54 @@ func pemBlock(data []byte) (*pem.Block, error) {
 // Ed25519 public key in PKIX DER form.
 const ed25519PKIXBase64 = "MCowBQYDK2VwAyEA"
 
-// parseSecret reads an HS256 secret (see ParseSigningKey).
+// parseSecret reads an HS256 secret (see ParseHS256SigningSecret).
 func parseSecret(data []byte) ([]byte, error) {
 	secret := bytes.TrimSuffix(data, []byte("\n"))
 	if len(secret) < len(data) {
 		secret = bytes.TrimSuffix(secret, []byte("\r"))
 	}
-	text := bytes.TrimSpace(secret)
-	switch {
-	case bytes.Contains(secret, []byte("-----BEGIN")):
-		return nil, fmt.Errorf("%w: holds a PEM block after other text; a key file holds one key and nothing else", ErrInvalidKey)
-	case bytes.HasPrefix(text, []byte("ssh-ed25519 ")):
-		return nil, fmt.Errorf("%w: an OpenSSH public key; give the Ed25519 public key in PEM (PKIX) form", ErrInvalidKey)
-	case bytes.HasPrefix(text, []byte(ed25519PKIXBase64)):
-		return nil, fmt.Errorf("%w: looks like an Ed25519 public key in base64; give it as a PEM PUBLIC KEY block", ErrInvalidKey)
-	case len(secret) < MinSecretLen:
+	if why := keyLike(secret); why != "" {
+		return nil, fmt.Errorf("%w: %s: it could be a key, and a key taken as an HMAC secret lets whoever holds it sign tokens; "+
+			"make a secret with `openssl rand -base64 48`", ErrInvalidKey, why)
+	}
+	if len(secret) < MinSecretLen {
 		return nil, fmt.Errorf("%w: an HS256 secret of %d bytes; at least %d are required", ErrInvalidKey, len(secret), MinSecretLen)
 	}
 	return bytes.Clone(secret), nil
+}
+
+// keyLike says what key data looks like, or "" when it cannot be one.
+func keyLike(data []byte) string {
+	text := bytes.TrimSpace(data)
+	switch {
+	case bytes.Contains(data, []byte("-----BEGIN")):
+		return "it holds a PEM block"
+	case bytes.HasPrefix(text, []byte("{")):
+		return "it is JSON (a JWK?)"
+	case bytes.HasPrefix(text, []byte("ssh-ed25519 ")), bytes.HasPrefix(text, []byte("ssh-")):
+		return "it is an OpenSSH key"
+	case bytes.HasPrefix(text, []byte(ed25519PKIXBase64)):
+		return "it is an Ed25519 public key in base64 (PKIX)"
+	case len(data) == ed25519.PublicKeySize:
+		return "it is exactly 32 bytes, the size of a raw Ed25519 key"
+	}
+	if b, err := hex.DecodeString(string(text)); err == nil && (len(b) == ed25519.PublicKeySize || len(b) == ed25519.PrivateKeySize) {
+		return fmt.Sprintf("it is hex of %d bytes, the size of an Ed25519 key", len(b))
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(string(text)); err == nil && (len(b) == ed25519.PublicKeySize || len(b) == ed25519.PrivateKeySize) {
+			return fmt.Sprintf("it is base64 of %d bytes, the size of an Ed25519 key", len(b))
+		}
+	}
+	return ""
+}
+
+// describeNonPEM says what a key file that is not PEM looks like.
+func describeNonPEM(data []byte) string {
+	if why := keyLike(data); why != "" {
+		return "not PEM: " + why
+	}
+	return "not PEM"
 }
 
 // keyKind names a key's type for an error message.

@@ -54,7 +54,7 @@ func (c Config) Validate() error {
 	}
 	for i, k := range c.Keys {
 		if k.alg == "" {
-			errs = append(errs, fmt.Errorf("auth: config: key %d is the zero Key; make keys with ParseKey or LoadKeyFile", i+1))
+			errs = append(errs, fmt.Errorf("auth: config: key %d is the zero Key; make keys with ParsePublicKey, ParseHS256Secret or their Load…File forms", i+1))
 		}
 	}
 	if c.Leeway > maxLeeway {
@@ -114,21 +114,6 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	v.parser = jwt.NewParser(append(slices.Clone(v.options), jwt.WithTimeFunc(cfg.Now))...)
 	return v, nil
-}
-
-// LoadKeyFiles reads each file with LoadKeyFile and returns a verifier with
-// the default leeway. It fails when paths is empty or any file cannot be
-// read or parsed.
-func LoadKeyFiles(paths []string) (*Verifier, error) {
-	keys := make([]Key, 0, len(paths))
-	for _, p := range paths {
-		k, err := LoadKeyFile(p)
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, k)
-	}
-	return NewVerifier(Config{Keys: keys})
 }
 
 // Algorithms returns the algorithms the verifier accepts, sorted, in a new

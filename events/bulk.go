@@ -89,8 +89,14 @@ func DecodeBulkRequest(data []byte) (BulkRequest, error) {
 	return r, r.Validate()
 }
 
+// EmergencyBulkIDPrefix starts the bulkId of every clear an emergency
+// broadcast starts ("emergency-<Nats-Msg-Id>"); a bulk request may not use
+// it, so that no bulk request can pre-empt an emergency's clear.
+const EmergencyBulkIDPrefix = "emergency-"
+
 // Validate checks the constraints of a bulk request: instanceId, bulkId
-// when set, disconnectReason when set, securityUser, then the filter.
+// when set (1 to 128 characters, not starting with EmergencyBulkIDPrefix),
+// disconnectReason when set, securityUser, then the filter.
 func (r BulkRequest) Validate() error {
 	if err := checkInstanceID(r.InstanceID); err != nil {
 		return err
@@ -98,6 +104,9 @@ func (r BulkRequest) Validate() error {
 	if r.BulkID != "" {
 		if err := checkText("bulkId", r.BulkID, maxBulkIDChars); err != nil {
 			return err
+		}
+		if strings.HasPrefix(r.BulkID, EmergencyBulkIDPrefix) {
+			return invalidParameter("bulkId", fmt.Sprintf("must not start with %q: it is reserved for emergency broadcasts", EmergencyBulkIDPrefix))
 		}
 	}
 	if r.DisconnectReason != "" {
@@ -231,6 +240,29 @@ func BulkCompletedMsgID(instanceID, bulkID string) string {
 	h.Write([]byte{0})
 	h.Write([]byte(bulkID))
 	return "csb-" + base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:18])
+}
+
+// BulkRequestedSubject returns "contact.stop.bulk.requested.<instanceID>",
+// the subject on which NATS permissions can confine a publisher of bulk
+// requests to its own instances. The instance ID must be valid.
+func BulkRequestedSubject(instanceID string) string {
+	return SubjectBulkRequested + "." + instanceID
+}
+
+// BulkSubjectInstance reports the instance token of a bulk request subject:
+// ("acme", true) for "contact.stop.bulk.requested.acme", ("", false) for the
+// bare subject or any other. The token is returned unvalidated.
+func BulkSubjectInstance(subject string) (string, bool) {
+	return instanceToken(subject, SubjectBulkRequested)
+}
+
+// CheckSubject checks a bulk request against the subject it arrived on: on
+// "contact.stop.bulk.requested.<X>", X must be a valid instance ID equal to
+// r.InstanceID, else a *ValidationError (INVALID_PARAMETER, field
+// "instanceId"). On the bare subject it returns nil.
+func (r BulkRequest) CheckSubject(subject string) error {
+	inst, ok := BulkSubjectInstance(subject)
+	return checkSubjectInstance(subject, inst, ok, r.InstanceID)
 }
 
 // BulkCompletedSubject returns "contact.stop.bulk.completed.<instanceID>".

@@ -51,6 +51,7 @@ func TestDecodeBulkRequestInvalid(t *testing.T) {
 		{"no instance", `{"bulkId":"b"}`, events.ReasonInvalidParameter, "instanceId"},
 		{"bad instance", `{"instanceId":"ac.me"}`, events.ReasonInvalidParameter, "instanceId"},
 		{"bulkId too long", `{"instanceId":"acme","bulkId":"` + long + `"}`, events.ReasonInvalidParameter, "bulkId"},
+		{"emergency bulkId", `{"instanceId":"acme","bulkId":"emergency-alarm-1"}`, events.ReasonInvalidParameter, "bulkId"},
 		{"unknown state", `{"instanceId":"acme","filter":{"states":["WAITING"]}}`, events.ReasonInvalidParameter, "filter.states"},
 		{"ended state", `{"instanceId":"acme","filter":{"states":["ENDED"]}}`, events.ReasonInvalidParameter, "filter.states"},
 		{"empty states", `{"instanceId":"acme","filter":{"states":[]}}`, events.ReasonInvalidParameter, "filter.states"},
@@ -67,6 +68,31 @@ func TestDecodeBulkRequestInvalid(t *testing.T) {
 			require.Equal(t, c.code, ve.Code, ve.Error())
 			require.Equal(t, c.field, ve.Field, ve.Error())
 		})
+	}
+}
+
+func TestBulkRequestCheckSubject(t *testing.T) {
+	t.Parallel()
+	r := events.BulkRequest{InstanceID: "acme"}
+	require.NoError(t, r.CheckSubject(events.SubjectBulkRequested), "the bare subject names no instance")
+	require.NoError(t, r.CheckSubject(events.BulkRequestedSubject("acme")))
+	for _, subject := range []string{
+		events.BulkRequestedSubject("globex"), // another instance's
+		"contact.stop.bulk.requested.acme.x",  // not an instance ID
+		"contact.stop.bulk.requested.",
+	} {
+		err := r.CheckSubject(subject)
+		var ve *events.ValidationError
+		require.True(t, errors.As(err, &ve), "%s: got %v", subject, err)
+		require.Equal(t, events.ReasonInvalidParameter, ve.Code)
+		require.Equal(t, "instanceId", ve.Field)
+	}
+	inst, ok := events.BulkSubjectInstance("contact.stop.bulk.requested.acme")
+	require.True(t, ok)
+	require.Equal(t, "acme", inst)
+	for _, subject := range []string{events.SubjectBulkRequested, "contact.stop.bulk.requestedX", "contact.stop.requested.acme"} {
+		_, ok := events.BulkSubjectInstance(subject)
+		require.False(t, ok, subject)
 	}
 }
 
@@ -103,7 +129,7 @@ func TestPublisherBulk(t *testing.T) {
 	t.Parallel()
 	_, js := natstest.Start(t).JetStream(t)
 	stream, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
-		Name: "BULK", Subjects: []string{events.SubjectBulkRequested}, Duplicates: time.Minute,
+		Name: "BULK", Subjects: []string{events.SubjectBulkRequested, events.SubjectBulkRequested + ".>"}, Duplicates: time.Minute,
 	})
 	require.NoError(t, err)
 	p := events.NewPublisher(js)
@@ -118,6 +144,7 @@ func TestPublisherBulk(t *testing.T) {
 
 	msg, err := stream.GetMsg(t.Context(), rc.Sequence)
 	require.NoError(t, err)
+	require.Equal(t, "contact.stop.bulk.requested.acme", msg.Subject, "published on the instance's subject")
 	require.Equal(t, events.BulkMsgID("acme", "b-1"), msg.Header.Get(events.HeaderMsgID))
 	require.Equal(t, "x", msg.Header.Get(events.HeaderCorrelationID))
 	got, err := events.DecodeBulkRequest(msg.Data)

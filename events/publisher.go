@@ -92,9 +92,10 @@ func (p *Publisher) Stop(ctx context.Context, req StopRequest, opts ...PublishOp
 
 // Bulk publishes one bulk request and waits for JetStream to acknowledge
 // it, as Stop does for a stop request: it validates req first, fills BulkID
-// with a new random ID when empty, and publishes to SubjectBulkRequested
-// with the Nats-Msg-Id BulkMsgID(req.InstanceID, req.BulkID). The receipt's
-// RequestID is the BulkID.
+// with a new random ID when empty, and publishes to
+// BulkRequestedSubject(req.InstanceID) with the Nats-Msg-Id
+// BulkMsgID(req.InstanceID, req.BulkID). The receipt's RequestID is the
+// BulkID.
 func (p *Publisher) Bulk(ctx context.Context, req BulkRequest, opts ...PublishOption) (Receipt, error) {
 	if err := req.Validate(); err != nil {
 		return Receipt{}, err
@@ -109,7 +110,7 @@ func (p *Publisher) Bulk(ctx context.Context, req BulkRequest, opts ...PublishOp
 	if len(data) > MaxMessageSize {
 		return Receipt{}, invalidRequest("", fmt.Sprintf("message is %d bytes encoded, more than the limit of %d", len(data), MaxMessageSize))
 	}
-	return p.publish(ctx, SubjectBulkRequested, data, BulkMsgID(req.InstanceID, req.BulkID), req.BulkID, opts)
+	return p.publish(ctx, BulkRequestedSubject(req.InstanceID), data, BulkMsgID(req.InstanceID, req.BulkID), req.BulkID, opts)
 }
 
 // publish sends one request with its Nats-Msg-Id and the options' headers.

@@ -264,16 +264,7 @@ func checkInstanceID(s string) *ValidationError {
 // that is not a request subject, it returns nil.
 func (r StopRequest) CheckSubject(subject string) error {
 	inst, ok := SubjectInstance(subject)
-	if !ok {
-		return nil
-	}
-	if !ValidInstanceID(inst) {
-		return invalidParameter("instanceId", fmt.Sprintf("subject %q does not end in a valid instance ID", subject))
-	}
-	if inst != r.InstanceID {
-		return invalidParameter("instanceId", fmt.Sprintf("is %q but the message was published for instance %q", r.InstanceID, inst))
-	}
-	return nil
+	return checkSubjectInstance(subject, inst, ok, r.InstanceID)
 }
 
 // ValidInstanceID reports whether s is a valid instance ID: 1 to 100

@@ -1,6 +1,9 @@
 package events
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Subjects of the messages contactstop consumes and produces. A subject that
 // takes an instance ID appends it as one more token, e.g.
@@ -28,7 +31,11 @@ const (
 	SubjectStopFailed = "contact.stop.failed"
 
 	// SubjectBulkRequested carries a request to stop every contact of an
-	// instance that matches a filter.
+	// instance that matches a filter. Publishers may use the bare subject
+	// or BulkRequestedSubject(instanceID); with the latter the body's
+	// instanceId must match (BulkRequest.CheckSubject), so that NATS subject
+	// permissions can confine a publisher to its own instances. Streams
+	// capture both.
 	SubjectBulkRequested = "contact.stop.bulk.requested"
 
 	// SubjectBulkCompleted, followed by the instance ID, carries the summary
@@ -107,9 +114,31 @@ func DeadLetterSubject(instanceID string) string {
 // "contact.stop.requested.a.b" it is ("a.b", true), which ValidInstanceID
 // then rejects.
 func SubjectInstance(subject string) (string, bool) {
-	rest, ok := strings.CutPrefix(subject, SubjectStopRequested)
+	return instanceToken(subject, SubjectStopRequested)
+}
+
+// instanceToken returns what follows prefix and a dot in subject,
+// unvalidated, or ("", false) when subject is not prefix + "." + something.
+func instanceToken(subject, prefix string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, prefix)
 	if !ok || rest == "" || rest[0] != '.' {
 		return "", false
 	}
 	return rest[1:], true
+}
+
+// checkSubjectInstance checks the instance a message names in its body
+// against the one its subject names, if any (onInstance): it must be a
+// valid instance ID equal to bodyInstance, else a *ValidationError
+// (INVALID_PARAMETER, field "instanceId").
+func checkSubjectInstance(subject, subjectInstance string, onInstance bool, bodyInstance string) error {
+	switch {
+	case !onInstance:
+		return nil
+	case !ValidInstanceID(subjectInstance):
+		return invalidParameter("instanceId", fmt.Sprintf("subject %q does not end in a valid instance ID", subject))
+	case subjectInstance != bodyInstance:
+		return invalidParameter("instanceId", fmt.Sprintf("is %q but the message was published for instance %q", bodyInstance, subjectInstance))
+	}
+	return nil
 }

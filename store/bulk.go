@@ -264,3 +264,77 @@ func (s *KV) BulkFailures(ctx context.Context, instanceID, bulkID string) (map[s
 	}
 	return failures, nil
 }
+
+// InstanceLock says which bulk request of an instance runs: at most one at
+// a time per instance (emergencies aside), so that one tenant's flood of
+// clears cannot hold the bulk runners while another's waits. Key
+// "=lock.<instanceId>" in the bulks bucket; written by compare-and-set.
+type InstanceLock struct {
+	InstanceID string `json:"instanceId"`
+	// BulkID is the bulk request that holds the lock until LeaseUntil
+	// (renewed by its runner with its own lease).
+	BulkID     string    `json:"bulkId"`
+	LeaseUntil time.Time `json:"leaseUntil"`
+	// Revision is the KV revision read (not stored); 0 when there is no
+	// lock.
+	Revision uint64 `json:"-"`
+}
+
+func instanceLockKey(instanceID string) (string, error) {
+	if err := validateInstanceID(instanceID); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidInstance, err)
+	}
+	return "=lock." + instanceID, nil
+}
+
+// GetInstanceLock reads the instance's lock; one with Revision 0 (and no
+// BulkID) when there is none.
+func (s *KV) GetInstanceLock(ctx context.Context, instanceID string) (InstanceLock, error) {
+	key, err := instanceLockKey(instanceID)
+	if err != nil {
+		return InstanceLock{}, err
+	}
+	e, err := s.bulks.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return InstanceLock{InstanceID: instanceID}, nil
+	case err != nil:
+		return InstanceLock{}, fmt.Errorf("store: get the bulk lock of %s: %w", instanceID, err)
+	}
+	var l InstanceLock
+	if err := json.Unmarshal(e.Value(), &l); err != nil {
+		// A lock that does not decode holds nothing; the next write
+		// replaces it.
+		l = InstanceLock{}
+	}
+	l.InstanceID, l.Revision = instanceID, e.Revision()
+	return l, nil
+}
+
+// PutInstanceLock writes the lock by compare-and-set at its Revision (0:
+// create); ErrBulkConflict when it changed since it was read.
+func (s *KV) PutInstanceLock(ctx context.Context, l InstanceLock) (InstanceLock, error) {
+	key, err := instanceLockKey(l.InstanceID)
+	if err != nil {
+		return InstanceLock{}, err
+	}
+	l.LeaseUntil = utc(l.LeaseUntil)
+	data, err := json.Marshal(l)
+	if err != nil {
+		return InstanceLock{}, err
+	}
+	var rev uint64
+	if l.Revision == 0 {
+		rev, err = s.bulks.Create(ctx, key, data)
+	} else {
+		rev, err = s.bulks.Update(ctx, key, data, l.Revision)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return InstanceLock{}, fmt.Errorf("%w: the bulk lock of %s changed", ErrBulkConflict, l.InstanceID)
+	}
+	if err != nil {
+		return InstanceLock{}, fmt.Errorf("store: put the bulk lock of %s: %w", l.InstanceID, err)
+	}
+	l.Revision = rev
+	return l, nil
+}

@@ -141,43 +141,19 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 	}
 	var err error
 	s.pub, s.replies = jspub.New(js.Conn()), jspub.NewReplies(js.Conn())
-	s.contacts, err = openBucket(ctx, js, cfg.KeepExisting, jetstream.KeyValueConfig{
-		Bucket:      cfg.ContactsBucket,
-		Description: "contactstop contacts: key <instanceId>.<escaped contactId>, value JSON; outcome records =o.<instanceId>.<hash> (docs/store.md)",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		// Per-message TTLs, for the outcome records. The markers it also
-		// turns on (left when a key expires) live this long.
-		LimitMarkerTTL: time.Minute,
-	})
-	if err != nil {
+	configs := s.bucketConfigs()
+	if s.contacts, err = openBucket(ctx, js, cfg.KeepExisting, configs[0]); err != nil {
 		return nil, err
 	}
-
 	if !cfg.KeepExisting {
 		if err := s.markFront(ctx); err != nil {
 			return nil, err
 		}
 	}
-	s.instances, err = openBucket(ctx, js, cfg.KeepExisting, jetstream.KeyValueConfig{
-		Bucket:      cfg.InstancesBucket,
-		Description: "contactstop instances: key <instanceId>, value JSON (docs/store.md)",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	})
-	if err != nil {
+	if s.instances, err = openBucket(ctx, js, cfg.KeepExisting, configs[1]); err != nil {
 		return nil, err
 	}
-	s.bulks, err = openBucket(ctx, js, cfg.KeepExisting, jetstream.KeyValueConfig{
-		Bucket:      cfg.BulksBucket,
-		Description: "contactstop bulk requests: key <instanceId>.<escaped bulkId>, value JSON progress (docs/store.md)",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	})
-	if err != nil {
+	if s.bulks, err = openBucket(ctx, js, cfg.KeepExisting, configs[2]); err != nil {
 		return nil, err
 	}
 	for _, b := range []*bucket{&s.contactsBucket, &s.bulksBucket, &s.instancesBucket} {
@@ -189,6 +165,72 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 	}
 	return s, nil
 }
+
+// bucketConfigs are the contacts, instances and bulks buckets, in that
+// order.
+func (s *KV) bucketConfigs() []jetstream.KeyValueConfig {
+	cfg := s.cfg
+	return []jetstream.KeyValueConfig{{
+		Bucket:      cfg.ContactsBucket,
+		Description: "contactstop contacts: key <instanceId>.<escaped contactId>, value JSON; outcome records =o.<instanceId>.<hash> (docs/store.md)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		// Per-message TTLs, for the outcome records. The markers it also
+		// turns on (left when a key expires) live this long.
+		LimitMarkerTTL: time.Minute,
+		MaxValueSize:   MaxContactRecord,
+	}, {
+		Bucket:       cfg.InstancesBucket,
+		Description:  "contactstop instances: key <instanceId>, value JSON (docs/store.md)",
+		History:      1,
+		Storage:      jetstream.FileStorage,
+		Replicas:     cfg.Replicas,
+		MaxValueSize: MaxContactRecord,
+	}, {
+		Bucket:       cfg.BulksBucket,
+		Description:  "contactstop bulk requests: key <instanceId>.<escaped bulkId>, value JSON progress (docs/store.md)",
+		History:      1,
+		Storage:      jetstream.FileStorage,
+		Replicas:     cfg.Replicas,
+		MaxValueSize: maxBulkRecord,
+	}}
+}
+
+// Ensure creates again, as Open did, every bucket of the store that no
+// longer exists (deleted by hand), and returns their names. The store goes
+// on using them: its handles name the buckets, not their old streams. An
+// error means a bucket could not be checked or created; call it again.
+func (s *KV) Ensure(ctx context.Context) (recreated []string, err error) {
+	for _, c := range s.bucketConfigs() {
+		_, err := s.js.Stream(ctx, "KV_"+c.Bucket)
+		switch {
+		case err == nil:
+			continue
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return recreated, fmt.Errorf("store: bucket %s: %w", c.Bucket, err)
+		}
+		if _, err := s.js.CreateOrUpdateKeyValue(ctx, c); err != nil {
+			return recreated, fmt.Errorf("store: create bucket %s again: %w", c.Bucket, err)
+		}
+		if c.Bucket == s.cfg.ContactsBucket {
+			if err := s.markFront(ctx); err != nil {
+				return recreated, err
+			}
+		}
+		recreated = append(recreated, c.Bucket)
+	}
+	return recreated, nil
+}
+
+// MaxContactRecord is the largest value the contacts and instances buckets
+// store: a contact record is a few hundred bytes (its ids are at most 100
+// and 256 characters); a larger write is refused by the bucket.
+const MaxContactRecord = 16 << 10
+
+// maxBulkRecord bounds the bulks bucket's values: a bulk record, or a
+// pending slot of up to 256 contact ids of up to 1 KiB each.
+const maxBulkRecord = 1 << 20
 
 // FrontKey is the key of the contacts bucket's front marker: a record
 // contactstop writes once and never changes, so that the bucket's stream

@@ -558,3 +558,64 @@ func TestOpenKeepExisting(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, history("contactstop-contacts"), "without KeepExisting the configuration is applied")
 }
+
+// TestValueSizeLimits: the buckets refuse values larger than a record can
+// be, whoever writes them.
+func TestValueSizeLimits(t *testing.T) {
+	t.Parallel()
+	_, js, _ := setup(t)
+	ctx := t.Context()
+	for bucket, limit := range map[string]int{"contactstop-contacts": store.MaxContactRecord, "contactstop-instances": store.MaxContactRecord,
+		"contactstop-bulks": 1 << 20} {
+		kv, err := js.KeyValue(ctx, bucket)
+		require.NoError(t, err)
+		st, err := kv.Status(ctx)
+		require.NoError(t, err)
+		require.EqualValues(t, limit, st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxMsgSize, bucket)
+		_, err = kv.Put(ctx, "acme.big", make([]byte, limit+1))
+		require.Error(t, err, "%s takes no value over %d bytes", bucket, limit)
+		_, err = kv.Put(ctx, "acme.fits", make([]byte, limit-1<<10))
+		require.NoError(t, err, bucket)
+	}
+}
+
+// TestInstanceLock: the instance's bulk lock is written only by
+// compare-and-set, and lives outside every instance's keys.
+func TestInstanceLock(t *testing.T) {
+	t.Parallel()
+	_, js, kv := setup(t)
+	ctx := t.Context()
+	l, err := kv.GetInstanceLock(ctx, "acme")
+	require.NoError(t, err)
+	require.Equal(t, store.InstanceLock{InstanceID: "acme"}, l, "no lock yet")
+
+	until := time.Now().Add(time.Minute).UTC().Truncate(time.Millisecond)
+	l.BulkID, l.LeaseUntil = "b-1", until
+	held, err := kv.PutInstanceLock(ctx, l)
+	require.NoError(t, err)
+	require.NotZero(t, held.Revision)
+	_, err = kv.PutInstanceLock(ctx, l) // a second create
+	require.ErrorIs(t, err, store.ErrBulkConflict)
+
+	got, err := kv.GetInstanceLock(ctx, "acme")
+	require.NoError(t, err)
+	require.Equal(t, held, got)
+	stale := got
+	got.BulkID = "b-2"
+	_, err = kv.PutInstanceLock(ctx, got)
+	require.NoError(t, err)
+	_, err = kv.PutInstanceLock(ctx, stale) // written since it was read
+	require.ErrorIs(t, err, store.ErrBulkConflict)
+
+	_, err = kv.GetInstanceLock(ctx, "ac.me")
+	require.ErrorIs(t, err, store.ErrInvalidInstance)
+	// The lock's key is no instance's: a listing of acme's bulks under
+	// "acme.>" does not see it.
+	b, err := js.KeyValue(ctx, "contactstop-bulks")
+	require.NoError(t, err)
+	keys, err := b.ListKeysFiltered(ctx, "acme.>")
+	require.NoError(t, err)
+	for k := range keys.Keys() {
+		t.Errorf("key %q under acme.>", k)
+	}
+}

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,9 +24,9 @@ type tokens struct {
 func newTokens(t *testing.T) *tokens {
 	priv, pub, err := auth.GenerateKeyPair()
 	require.NoError(t, err)
-	sk, err := auth.ParseSigningKey(priv)
+	sk, err := auth.ParsePrivateKey(priv)
 	require.NoError(t, err)
-	pk, err := auth.ParseKey(pub)
+	pk, err := auth.ParsePublicKey(pub)
 	require.NoError(t, err)
 	v, err := auth.NewVerifier(auth.Config{Keys: []auth.Key{pk}})
 	require.NoError(t, err)
@@ -112,4 +113,43 @@ func TestAuthorizationOff(t *testing.T) {
 		SecurityUser: "whatever, even garbage"}), nil)
 	got := byRequest(t, e.waitIdle(1))
 	require.NotNil(t, got["r-1"].result.Stopped)
+}
+
+// TestClaimedInstanceNeedsAuthorization: a request on the bare subject
+// names its instance only in its body, which no subject permission vouches
+// for. With authorization on, a refusal before the token authorizes it goes
+// to the bare contact.stop.failed, never to the claimed instance's results;
+// once authorized, its results go to the instance.
+func TestClaimedInstanceNeedsAuthorization(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	e.seed("ok", "refused")
+	tk := newTokens(t)
+	cfg := bulkConfig(t)
+	cfg.Authorizer = tk.v
+	e.start(cfg, nil)
+
+	e.publish(events.SubjectStopRequested, body(t, events.StopRequest{RequestID: "no-token", ContactID: "refused", InstanceID: inst}), nil)
+	e.publish(events.SubjectStopRequested, body(t, events.StopRequest{RequestID: "other-instance", ContactID: "refused", InstanceID: inst,
+		SecurityUser: tk.issue(auth.ActionStop, "instance/globex/contact/*")}), nil)
+	e.publish(events.SubjectStopRequested, []byte(`{"requestId":"invalid","contactId":"refused","instanceId":"acme","disconnectReason":"`+
+		strings.Repeat("ATTACKER ", 40)+`"}`), nil)
+	e.publish(events.SubjectStopRequested, body(t, events.StopRequest{RequestID: "ok", ContactID: "ok", InstanceID: inst,
+		SecurityUser: tk.issue(auth.ActionStop, "instance/acme/contact/*")}), nil)
+	e.publish(events.SubjectBulkRequested, body(t, events.BulkRequest{BulkID: "bulk-no-token", InstanceID: inst}), nil)
+	e.publish(events.SubjectBulkRequested, []byte(`{"bulkId":"bulk-invalid","instanceId":"acme","filter":{"states":["ATTACKER"]}}`), nil)
+
+	got := byRequest(t, e.waitIdle(6))
+	require.Equal(t, events.StoppedSubject(inst), got["ok"].subject, "authorized: answered on the instance's subject")
+	for id, code := range map[string]events.ReasonCode{
+		"no-token": events.ReasonInvalidSecurityUser, "other-instance": events.ReasonUnauthorized, "invalid": events.ReasonInvalidParameter,
+		"bulk-no-token": events.ReasonInvalidSecurityUser, "bulk-invalid": events.ReasonInvalidParameter,
+	} {
+		requireFailed(t, got[id], code)
+		require.Equal(t, events.SubjectStopFailed, got[id].subject, "%s: refused before authorization, answered on the bare subject", id)
+	}
+	states := e.countStates()
+	require.Equal(t, 1, states["refused:QUEUED"], "refused requests touch nothing")
+	_, err := e.st.GetBulk(t.Context(), inst, "bulk-no-token")
+	require.ErrorIs(t, err, store.ErrBulkNotFound, "nothing is recorded under the claimed instance")
 }

@@ -15,7 +15,8 @@ import (
 	"github.com/contactstop/contactstop/store"
 )
 
-// acquire takes the bulk request's lease, as a new run.
+// acquire takes the bulk request's lease, as a new run, after the
+// instance's bulk lock (emergencies excepted).
 func (r *bulkRun) acquire(ctx context.Context) error {
 	w := r.w
 	var rec store.BulkRecord
@@ -36,6 +37,11 @@ func (r *bulkRun) acquire(ctx context.Context) error {
 	case rec.Owner != "" && now.Before(rec.LeaseUntil):
 		return fmt.Errorf("%w (%s, until %s)", errBulkBusy, rec.Owner, rec.LeaseUntil.Format(time.RFC3339))
 	}
+	if !r.spec.emergency {
+		if err := r.lockInstance(ctx); err != nil {
+			return err
+		}
+	}
 	if rec.StartedAt.IsZero() {
 		rec.StartedAt = now.UTC()
 	}
@@ -49,15 +55,85 @@ func (r *bulkRun) acquire(ctx context.Context) error {
 	rec.Owner, rec.Run = w.id+"/"+nuid.Next(), rec.Run+1
 	rec.LeaseUntil = now.Add(w.cfg.BulkLease).UTC()
 	rec, err = w.store.PutBulk(ctx, rec)
-	if errors.Is(err, store.ErrBulkConflict) {
-		return fmt.Errorf("%w: %w", errBulkBusy, err)
-	}
 	if err != nil {
+		// Another runner of this bulk request got there first: it shares
+		// the instance's lock, which is left as it is.
+		if errors.Is(err, store.ErrBulkConflict) {
+			return fmt.Errorf("%w: %w", errBulkBusy, err)
+		}
+		_ = r.renewLock(ctx, time.Time{})
 		return fmt.Errorf("take bulk lease: %w", err)
 	}
 	r.rec, r.run = rec, rec.Run
 	r.setLease(rec.LeaseUntil)
 	return nil
+}
+
+// lockInstance takes the instance's bulk lock for this bulk request, or
+// returns an error wrapping errInstanceBusy when another bulk request of
+// the instance holds it. Runs of the same bulk request share it.
+func (r *bulkRun) lockInstance(ctx context.Context) error {
+	w := r.w
+	for range 3 {
+		l, err := w.store.GetInstanceLock(ctx, r.spec.instanceID)
+		if err != nil {
+			return fmt.Errorf("read the instance's bulk lock: %w", err)
+		}
+		now := w.cfg.Now()
+		if l.BulkID != "" && l.BulkID != r.spec.bulkID && now.Before(l.LeaseUntil) {
+			return fmt.Errorf("%w: bulk request %q of instance %s runs (until %s)", errInstanceBusy, l.BulkID, l.InstanceID,
+				l.LeaseUntil.Format(time.RFC3339))
+		}
+		l.BulkID, l.LeaseUntil = r.spec.bulkID, now.Add(w.cfg.BulkLease)
+		l, err = w.store.PutInstanceLock(ctx, l)
+		switch {
+		case errors.Is(err, store.ErrBulkConflict):
+			continue
+		case err != nil:
+			return fmt.Errorf("take the instance's bulk lock: %w", err)
+		}
+		r.mu.Lock()
+		r.lock, r.locked = l, true
+		r.mu.Unlock()
+		return nil
+	}
+	return fmt.Errorf("%w: its bulk lock kept changing", errInstanceBusy)
+}
+
+// renewLock extends the instance's bulk lock with the lease, or, with
+// until zero, lets it go; an error wraps errBulkLeaseLost when another bulk
+// request took it.
+func (r *bulkRun) renewLock(ctx context.Context, until time.Time) error {
+	r.mu.Lock()
+	l, locked := r.lock, r.locked
+	r.mu.Unlock()
+	if !locked {
+		return nil
+	}
+	for range 3 {
+		l.LeaseUntil = until
+		next, err := r.w.store.PutInstanceLock(ctx, l)
+		if err == nil {
+			r.mu.Lock()
+			r.lock = next
+			r.mu.Unlock()
+			return nil
+		}
+		if !errors.Is(err, store.ErrBulkConflict) {
+			return err
+		}
+		// Another run of this bulk request (a paused one, late) renewed
+		// it, or another bulk request took it after it lapsed.
+		cur, err := r.w.store.GetInstanceLock(ctx, r.spec.instanceID)
+		if err != nil {
+			return err
+		}
+		if cur.BulkID != r.spec.bulkID {
+			return fmt.Errorf("%w: bulk request %q of the instance took its lock", errBulkLeaseLost, cur.BulkID)
+		}
+		l = cur
+	}
+	return fmt.Errorf("%w: the instance's bulk lock kept changing", errBulkLeaseLost)
 }
 
 func (r *bulkRun) setLease(until time.Time) {
@@ -85,8 +161,13 @@ func (r *bulkRun) renew(ctx context.Context, cancel context.CancelCauseFunc) {
 		case <-tick.C:
 		}
 		_ = r.b.msg.InProgress()
+		until := r.w.cfg.Now().Add(r.w.cfg.BulkLease).UTC()
+		if err := r.renewLock(ctx, until); errors.Is(err, errBulkLeaseLost) {
+			cancel(err)
+			return
+		}
 		err := r.save(ctx, func(rec *store.BulkRecord) {
-			rec.LeaseUntil = r.w.cfg.Now().Add(r.w.cfg.BulkLease).UTC()
+			rec.LeaseUntil = until
 		})
 		if errors.Is(err, store.ErrBulkConflict) {
 			cancel(fmt.Errorf("%w: %w", errBulkLeaseLost, err))
@@ -129,6 +210,7 @@ func (r *bulkRun) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = r.save(ctx, func(rec *store.BulkRecord) { rec.LeaseUntil = time.Time{} })
+	_ = r.renewLock(ctx, time.Time{})
 }
 
 // countAttempt counts a run that ended on transient errors in the bulk's

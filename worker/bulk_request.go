@@ -28,11 +28,16 @@ type bulkSpec struct {
 
 // bulkRequest is one delivery of a bulk request or emergency broadcast.
 type bulkRequest struct {
-	msg        jetstream.Msg
-	headers    nats.Header
-	spec       bulkSpec
-	invalid    *events.ValidationError
-	instance   string // where its own refusal is published; "" for the bare subject
+	msg     jetstream.Msg
+	headers nats.Header
+	spec    bulkSpec
+	invalid *events.ValidationError
+	// instance is where its own refusal is published ("" for the bare
+	// subject): the subject's; on the bare subject the body's, claimed,
+	// which stands with authorization on only once the token authorizes the
+	// bulk request (as for single requests).
+	instance   string
+	claimed    bool
 	deliveries uint64
 	streamSeq  uint64
 	published  time.Time
@@ -44,7 +49,8 @@ func newBulkRequest(msg jetstream.Msg) *bulkRequest {
 	if meta, err := msg.Metadata(); err == nil {
 		b.deliveries, b.streamSeq, b.published = meta.NumDelivered, meta.Sequence.Stream, meta.Timestamp
 	}
-	if inst, ok := events.EmergencyInstance(msg.Subject()); ok || msg.Subject() != events.SubjectBulkRequested {
+	subjInst, onInstance := events.BulkSubjectInstance(msg.Subject())
+	if inst, ok := events.EmergencyInstance(msg.Subject()); ok || msg.Subject() != events.SubjectBulkRequested && !onInstance {
 		e, err := events.DecodeEmergencyBroadcast(msg.Data())
 		if ok {
 			b.instance = inst
@@ -60,6 +66,9 @@ func newBulkRequest(msg jetstream.Msg) *bulkRequest {
 			filter: events.BulkFilter{States: []string{"QUEUED"}, QueueIDs: e.QueueIDs}}
 	} else {
 		r, err := events.DecodeBulkRequest(msg.Data())
+		if err == nil {
+			err = r.CheckSubject(msg.Subject())
+		}
 		if err != nil {
 			b.invalid = asValidationError(err)
 		}
@@ -67,8 +76,11 @@ func newBulkRequest(msg jetstream.Msg) *bulkRequest {
 		if b.invalid != nil && b.invalid.Field == "bulkId" {
 			bulkID = ""
 		}
-		if events.ValidInstanceID(r.InstanceID) {
-			b.instance = r.InstanceID
+		switch {
+		case onInstance && events.ValidInstanceID(subjInst):
+			b.instance = subjInst
+		case !onInstance && events.ValidInstanceID(r.InstanceID):
+			b.instance, b.claimed = r.InstanceID, true
 		}
 		b.spec = bulkSpec{bulkID: events.RequestIdentity(bulkID, b.headers.Get(events.HeaderMsgID), b.streamSeq),
 			instanceID: r.InstanceID, filter: r.Filter, disconnectReason: r.DisconnectReason, token: r.SecurityUser}
@@ -104,6 +116,9 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 	log := w.log.With(zap.String("bulk_id", spec.bulkID), zap.String("instance_id", spec.instanceID),
 		zap.Uint64("stream_seq", b.streamSeq), zap.Uint64("deliveries", b.deliveries))
 	if b.invalid != nil {
+		if w.cfg.Authorizer != nil && b.claimed {
+			b.instance = ""
+		}
 		w.refuseBulk(ctx, b, b.invalid.Code, b.invalid.Error(), log)
 		return
 	}
@@ -114,6 +129,9 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 			var ae *auth.Error
 			if !errors.As(err, &ae) {
 				ae = &auth.Error{Code: events.ReasonInvalidSecurityUser, Reason: err.Error()}
+			}
+			if b.claimed {
+				b.instance = ""
 			}
 			w.refuseBulk(ctx, b, ae.Code, ae.Reason, log)
 			return
@@ -154,6 +172,12 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 		m.bulkRun("already_completed")
 	case errors.Is(err, errBulkAbandoned):
 		// A test's crash point: neither ack nor nak.
+	case errors.Is(err, errInstanceBusy):
+		// Another bulk request of the instance runs: this one waits its
+		// turn, and the runners serve other instances meanwhile.
+		_ = msg.NakWithDelay(min(time.Second, w.cfg.BulkLease/2))
+		m.bulkRun("instance_busy")
+		log.Debug("another bulk request of the instance runs; handed back", zap.Error(err))
 	case errors.Is(err, errBulkBusy) || errors.Is(err, errBulkLeaseLost):
 		// Another runner has it: never a failure of the bulk request.
 		_ = msg.NakWithDelay(w.cfg.BulkLease / 2)

@@ -59,6 +59,7 @@ import (
 
 var (
 	errBulkBusy      = errors.New("another runner holds the bulk request's lease")
+	errInstanceBusy  = errors.New("another bulk request of the instance runs")
 	errBulkDone      = errors.New("bulk request already completed")
 	errBulkLeaseLost = errors.New("the bulk run lost its lease")
 	errBulkStopping  = errors.New("the worker is stopping")
@@ -80,8 +81,11 @@ type bulkRun struct {
 	mine map[uint64]struct{}
 	seed maphash.Seed
 
-	mu  sync.Mutex // guards rec, reasons and failures
+	mu  sync.Mutex // guards rec, failures and lock
 	rec store.BulkRecord
+	// lock is the instance's bulk lock, when locked (not for emergencies).
+	lock   store.InstanceLock
+	locked bool
 	// leaseOK is the time (UnixNano) until which contacts may be written:
 	// the lease's end less a safety margin.
 	leaseOK atomic.Int64
@@ -576,6 +580,10 @@ func (r *bulkRun) complete(ctx context.Context) error {
 		// The completion is recorded and stored; a later run finds it
 		// stored and only marks the record.
 		return fmt.Errorf("mark bulk completed: %w", err)
+	}
+	// The next bulk request of the instance may start.
+	if err := r.renewLock(ctx, time.Time{}); err != nil {
+		r.log.Debug("letting the instance's bulk lock go failed; it lapses with the lease", zap.Error(err))
 	}
 	// The slots are empty now (this run's) or were deleted when it began.
 	_, slots, err := w.store.BulkPending(ctx, r.spec.instanceID, r.spec.bulkID)

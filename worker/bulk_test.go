@@ -349,14 +349,18 @@ func TestEmergencyBroadcast(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "EMERGENCY", c.DisconnectReason)
 
-	// The same broadcast again is deduplicated by the stream; published
-	// raw (another sequence) without an id it would be another emergency.
+	// The same broadcast again (same Nats-Msg-Id) is stored (no stream
+	// keeps a duplicate window for publishers) and found completed: no
+	// second run, no new result. Without an id it would be another
+	// emergency.
 	ack := e.publish(events.EmergencySubject(inst), []byte(`{"queueIds":["q1","q2"]}`), hdr)
-	require.True(t, ack.Duplicate)
+	require.False(t, ack.Duplicate)
 	// A broadcast with no queues clears every queue.
 	e.publish(events.EmergencySubject(inst), nil, map[string]string{events.HeaderMsgID: "alarm-2"})
 	_, done = e.waitBulk("emergency-alarm-2")
 	require.Equal(t, 100, done.Stopped)
+	rs, _ = e.waitBulk("emergency-alarm-1")
+	requireBulkResults(t, rs, "emergency-alarm-1", 500)
 	require.Equal(t, map[string]int{"q1-:ENDED": 300, "q2-:ENDED": 200, "q3-:ENDED": 100, "conn-:CONNECTED": 50}, e.countStates())
 }
 
@@ -389,4 +393,69 @@ func TestBulkDoesNotStarveSingles(t *testing.T) {
 	require.NotZero(t, urgentAt)
 	require.Less(t, urgentAt, bulkDoneAt, "the single request was answered before the clear finished")
 	require.Less(t, urgentAt, 15000, "and early: after at most 15000 of the bulk's 20000 results")
+}
+
+// TestOneBulkPerInstance: two bulk requests of one instance run one after
+// the other, never together; an emergency does not wait for the lock; a
+// lock left by a runner that died lapses with its lease.
+func TestOneBulkPerInstance(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{Emergency: true})
+	ctx := t.Context()
+	now := time.Now()
+	e.seedN("a-", 5000, store.StateQueued, "qa", store.ChannelVoice, now)
+	e.seedN("b-", 5000, store.StateQueued, "qb", store.ChannelVoice, now)
+	e.seedN("em-", 100, store.StateQueued, "qe", store.ChannelVoice, now)
+	cfg := bulkConfig(t)
+	cfg.Bulks, cfg.BulkWorkers, cfg.Emergency = 2, 8, true
+	e.start(cfg, nil)
+
+	e.bulk(events.BulkRequest{BulkID: "a", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"qa"}}})
+	e.bulk(events.BulkRequest{BulkID: "b", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"qb"}}})
+	running := func(id string) bool {
+		rec, err := e.st.GetBulk(ctx, inst, id)
+		return err == nil && rec.Status == store.BulkRunning
+	}
+	completed := func(id string) bool {
+		rec, err := e.st.GetBulk(ctx, inst, id)
+		return err == nil && rec.Status == store.BulkCompleted
+	}
+	var sawA, sawB bool
+	for !completed("a") || !completed("b") {
+		a, b := running("a"), running("b")
+		require.False(t, a && b, "two bulk requests of one instance run together")
+		sawA, sawB = sawA || a, sawB || b
+		time.Sleep(2 * time.Millisecond)
+	}
+	require.True(t, sawA || sawB, "the sampling saw a run")
+	rs, done := e.waitBulk("b")
+	require.Equal(t, 5000, done.Stopped)
+	requireBulkResults(t, rs, "a", 5000)
+
+	// A lock left behind by a runner that died: bulk requests wait for its
+	// lease to lapse; an emergency broadcast does not.
+	lease := 3 * time.Second
+	_, err := e.st.PutInstanceLock(ctx, mustLock(t, e, "ghost", time.Now().Add(lease)))
+	require.NoError(t, err)
+	start := time.Now()
+	e.seedN("c-", 100, store.StateQueued, "qc", store.ChannelVoice, now)
+	e.bulk(events.BulkRequest{BulkID: "c", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"qc"}}})
+	e.publish(events.EmergencySubject(inst), []byte(`{"queueIds":["qe"]}`), map[string]string{events.HeaderMsgID: "fire"})
+	_, done = e.waitBulk("emergency-fire")
+	require.Equal(t, 100, done.Stopped)
+	require.Less(t, time.Since(start), lease, "the emergency did not wait for the lock")
+	require.False(t, completed("c"), "the bulk request waits while the lock is held")
+	_, done = e.waitBulk("c")
+	require.Equal(t, 100, done.Stopped)
+	require.GreaterOrEqual(t, time.Since(start), lease-100*time.Millisecond, "it ran once the lease lapsed")
+}
+
+// mustLock reads the instance's lock and returns it held by bulkID until
+// until.
+func mustLock(t *testing.T, e *env, bulkID string, until time.Time) store.InstanceLock {
+	t.Helper()
+	l, err := e.st.GetInstanceLock(t.Context(), inst)
+	require.NoError(t, err)
+	l.BulkID, l.LeaseUntil = bulkID, until
+	return l
 }

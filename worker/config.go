@@ -119,6 +119,7 @@ const (
 	DefaultReplicas           = 1
 	DefaultDuplicateWindow    = 2 * time.Minute
 	DefaultMaxAge             = 7 * 24 * time.Hour
+	DefaultStreamMaxBytes     = 1 << 30
 )
 
 func (c *Config) setDefaults() {

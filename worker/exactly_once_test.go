@@ -4,6 +4,7 @@ package worker_test
 // code before the decision pipeline and durable outcomes.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -183,12 +184,13 @@ func TestHandBacksAreNotAttempts(t *testing.T) {
 }
 
 // landsLate reports a timeout at once for the contacts in late, and lands
-// their writes 300 ms later: a write whose acknowledgement was lost and that
-// the server applies after the worker gave up on it.
+// their writes after (300 ms by default): a write whose acknowledgement was
+// lost and that the server applies after the worker gave up on it.
 type landsLate struct {
 	*store.KV
-	late map[string]bool
-	wg   sync.WaitGroup
+	late  map[string]bool
+	after time.Duration
+	wg    sync.WaitGroup
 }
 
 func (l *landsLate) EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome {
@@ -208,7 +210,7 @@ func (l *landsLate) EndContacts(ctx context.Context, ps []store.EndContactParams
 	}
 	if len(later) > 0 {
 		l.wg.Go(func() {
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(cmp.Or(l.after, 300*time.Millisecond))
 			l.KV.EndContacts(context.Background(), later)
 		})
 	}
@@ -225,10 +227,13 @@ func TestBulkLateWriteAndTakeover(t *testing.T) {
 	e.seedN("c", 30, store.StateQueued, "q1", store.ChannelVoice, time.Now())
 	cfg := bulkConfig(t)
 	cfg.MaxAttempts = 1 // the first run is the last attempt: it answers for every contact
-	// No retries: a contact whose write reports an error is answered at once.
-	cfg.RetryInitial, cfg.RetryMax, cfg.RetryMaxElapsed = time.Millisecond, time.Millisecond, time.Millisecond
+	// Retries for a second (RetryMaxElapsed also bounds each publish's
+	// wait for its acknowledgement: a result acknowledged late would be
+	// published again by the takeover, past this short window); the late
+	// writes land after it, once the contact is answered.
+	cfg.RetryInitial, cfg.RetryMax, cfg.RetryMaxElapsed = 100*time.Millisecond, 200*time.Millisecond, time.Second
 	cfg.Workers, cfg.BatchSize, cfg.BulkWorkers = 10, 10, 10
-	st := &landsLate{KV: e.st, late: map[string]bool{"c3": true, "c17": true}}
+	st := &landsLate{KV: e.st, late: map[string]bool{"c3": true, "c17": true}, after: 1500 * time.Millisecond}
 	t.Cleanup(st.wg.Wait)
 	w, err := worker.New(e.js, st, cfg)
 	require.NoError(t, err)

@@ -26,10 +26,18 @@ type Request struct {
 	Stop events.StopRequest
 	// Invalid is why the request cannot be handled, or nil.
 	Invalid *events.ValidationError
-	// Instance is the instanceId the result is published under: the
-	// subject's when valid, else the body's when valid, else "" (the bare
-	// contact.stop.failed subject).
+	// Instance is the instanceId the result is published under, and the
+	// request's outcome recorded under: the subject's when valid (NATS
+	// permissions vouch for it), else, on the bare subject, the body's when
+	// valid (claimed: see Claimed), else "" (the bare contact.stop.failed
+	// subject).
 	Instance string
+	// Claimed: Instance comes from the body of a request on the bare
+	// subject, which no subject permission vouches for. With authorization
+	// on, it stands only once the token authorizes the request; a request
+	// refused before that is answered on the bare subject, and nothing is
+	// recorded under that instance.
+	Claimed bool
 	// Deliveries counts this delivery: 1 the first time.
 	Deliveries uint64
 	// StreamSeq is the request's sequence in the requests stream.
@@ -66,9 +74,17 @@ func newRequest(msg jetstream.Msg, received time.Time) *Request {
 	if inst, ok := events.SubjectInstance(msg.Subject()); ok && events.ValidInstanceID(inst) {
 		r.Instance = inst
 	} else if !ok && events.ValidInstanceID(stop.InstanceID) {
-		r.Instance = stop.InstanceID
+		r.Instance, r.Claimed = stop.InstanceID, true
 	}
 	return r
+}
+
+// disown answers the request on the bare subject: its claimed instance
+// was not vouched for.
+func (r *Request) disown() {
+	if r.Claimed {
+		r.Instance, r.Claimed = "", false
+	}
 }
 
 // key names the request in the store. Its instance is the one its result

@@ -199,25 +199,35 @@ func (w *Worker) decide(ctx context.Context, ds []*delivery) {
 // the instance could not be read).
 func (w *Worker) prepare(ctx context.Context, d *delivery) bool {
 	req := d.req
-	d.it = item{key: req.key(), seq: req.StreamSeq, reason: req.Stop.DisconnectReason,
+	d.it = item{seq: req.StreamSeq, reason: req.Stop.DisconnectReason,
 		echoInstance: req.Stop.InstanceID, deadline: d.deadline}
 	it := &d.it
-	switch {
-	case req.Invalid != nil:
+	// The key last: a request refused before its claimed instance is
+	// vouched for is answered, and recorded, outside that instance.
+	defer func() { it.key = req.key() }()
+	if req.Invalid != nil {
 		it.refusal = &refusal{code: req.Invalid.Code, msg: req.Invalid.Error()}
+		if w.cfg.Authorizer != nil {
+			req.disown()
+		}
 		return true
-	case d.final:
+	}
+	// Before the instance check, so that a caller without a grant cannot
+	// learn which instances exist; before the last attempt's refusal, so
+	// that it too goes to a claimed instance only once vouched for (the
+	// token is checked as of the request's publication: every delivery
+	// gets the same answer).
+	if r := w.authorize(req, req.Stop.SecurityUser, auth.ActionStop, auth.ContactResource(req.Stop.InstanceID, req.Stop.ContactID)); r != nil {
+		it.refusal = r
+		req.disown()
+		return true
+	}
+	if d.final {
 		msg := "transient failures outlived every attempt"
 		if d.attemptErr != nil {
 			msg += ": " + d.attemptErr.Error()
 		}
 		it.refusal = &refusal{code: events.ReasonInternalError, msg: msg}
-		return true
-	}
-	// Before the instance check, so that a caller without a grant cannot
-	// learn which instances exist.
-	if r := w.authorize(req, req.Stop.SecurityUser, auth.ActionStop, auth.ContactResource(req.Stop.InstanceID, req.Stop.ContactID)); r != nil {
-		it.refusal = r
 		return true
 	}
 	exists, err := w.store.InstanceExists(ctx, req.Stop.InstanceID)

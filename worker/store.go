@@ -23,6 +23,8 @@ type bulkStore interface {
 	GetBulk(ctx context.Context, instanceID, bulkID string) (store.BulkRecord, error)
 	PutBulk(ctx context.Context, r store.BulkRecord) (store.BulkRecord, error)
 	BulkFailures(ctx context.Context, instanceID, bulkID string) (map[string]store.Outcome, error)
+	GetInstanceLock(ctx context.Context, instanceID string) (store.InstanceLock, error)
+	PutInstanceLock(ctx context.Context, l store.InstanceLock) (store.InstanceLock, error)
 	// A bulk run's pending slots: the contacts it may have decided without
 	// a stored result (see bulk_run.go).
 	PutBulkPending(ctx context.Context, instanceID, bulkID string, run, slot int, contactIDs []string) error

@@ -16,13 +16,25 @@ type TopologyConfig struct {
 	// Replicas of each stream (1 on a single server, 3 on a cluster).
 	// Default 1.
 	Replicas int
-	// DuplicateWindow is JetStream's deduplication window on the requests
-	// and results streams: a request or result published again with the
-	// same Nats-Msg-Id within it is dropped. Default 2m.
+	// DuplicateWindow is JetStream's deduplication window on the results
+	// and dead-letter streams, which only the worker writes: a result
+	// published again with the same Nats-Msg-Id within it is dropped.
+	// Default 2m. The streams publishers write (requests, bulk requests,
+	// emergencies) keep none: a tenant's Nats-Msg-Id could otherwise drop
+	// another tenant's request; the worker's durable outcomes make a
+	// request stored twice harmless (the second is answered from the
+	// record, with no new result).
 	DuplicateWindow time.Duration
 	// MaxAge is how long requests and results are kept. Default 7 days.
 	// Dead letters are kept until removed by an operator.
 	MaxAge time.Duration
+	// MaxBytes bounds each stream's storage. When the requests or bulk
+	// stream is full, publishers are refused (nothing stored is dropped);
+	// the results and dead-letter streams drop their oldest messages. Size
+	// it for MaxAge at the peak rate (a request stores about 300 bytes).
+	// Default 1 GiB (about 3.5 million requests); the server reserves it
+	// for each stream, so the streams together need 4–5 times it free.
+	MaxBytes int64
 	// The consumer settings; see Config.
 	AckWait       time.Duration
 	MaxAckPending int
@@ -32,18 +44,37 @@ type TopologyConfig struct {
 	Emergency bool
 }
 
+// Limits of every message contactstop stores: a request larger than
+// events.MaxMessageSize but within MaxRequestStored is stored and answered
+// INVALID_REQUEST; a larger one is refused to its publisher by the stream.
+const (
+	MaxRequestStored = 2 * events.MaxMessageSize
+	maxResultStored  = 16 << 10
+)
+
 func (c *TopologyConfig) setDefaults() {
 	setDefault(&c.Replicas, DefaultReplicas)
 	setDefault(&c.DuplicateWindow, DefaultDuplicateWindow)
 	setDefault(&c.MaxAge, DefaultMaxAge)
+	setDefault(&c.MaxBytes, DefaultStreamMaxBytes)
 	setDefault(&c.AckWait, DefaultAckWait)
 	setDefault(&c.MaxAckPending, DefaultMaxAckPending)
 }
 
+// noDedupSource is the empty stream every stream that publishers write
+// sources from. A stream that sources another keeps no duplicate window
+// unless one is set (nats-server: "zero means disabled"), and that is the
+// point: shared by every tenant, a window would let one tenant's
+// Nats-Msg-Id drop another's request. Nothing publishes to it.
+const (
+	StreamNoDedup  = "CONTACT_STOP_NO_DEDUP"
+	subjectNoDedup = "contactstop.internal.nodedup"
+)
+
 // Provision creates or updates, idempotently, the requests, results and
 // dead-letter streams and the worker's durable consumer. Every serve
-// process calls it at start; concurrent calls with the same configuration
-// are harmless.
+// process calls it at start, and again whenever one of them is missing;
+// concurrent calls with the same configuration are harmless.
 func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) error {
 	cfg.setDefaults()
 	if cfg.Replicas < 1 || cfg.Replicas > 5 {
@@ -52,17 +83,31 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 	if cfg.DuplicateWindow > cfg.MaxAge {
 		return errors.New("duplicate window must not exceed the streams' max age")
 	}
+	if cfg.MaxBytes < 1<<20 {
+		return fmt.Errorf("stream max bytes must be at least 1 MiB, got %d", cfg.MaxBytes)
+	}
+	noDedup := []*jetstream.StreamSource{{Name: StreamNoDedup, FilterSubject: subjectNoDedup}}
 	streams := []jetstream.StreamConfig{{
+		Name:        StreamNoDedup,
+		Description: "contactstop: empty on purpose; the streams publishers write source it so that they keep no duplicate window (docs/security.md)",
+		Subjects:    []string{subjectNoDedup},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxMsgs:     1,
+		MaxMsgSize:  1,
+		Discard:     jetstream.DiscardNew,
+	}, {
 		Name:        events.StreamRequests,
 		Description: "contactstop: requests to stop one contact",
 		Subjects:    []string{events.SubjectStopRequested, events.SubjectStopRequested + ".>"},
+		Sources:     noDedup,
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    cfg.Replicas,
-		Duplicates:  cfg.DuplicateWindow,
 		MaxAge:      cfg.MaxAge,
-		// No MaxMsgSize below the server's max_payload: an oversized
-		// request must reach the worker to be answered INVALID_REQUEST.
+		MaxBytes:    cfg.MaxBytes,
+		MaxMsgSize:  MaxRequestStored,
+		Discard:     jetstream.DiscardNew,
 	}, {
 		Name:        events.StreamResults,
 		Description: "contactstop: contact.stopped, contact.stop.failed and contact.stop.bulk.completed results",
@@ -73,6 +118,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		Replicas:   cfg.Replicas,
 		Duplicates: cfg.DuplicateWindow,
 		MaxAge:     cfg.MaxAge,
+		MaxBytes:   cfg.MaxBytes,
+		MaxMsgSize: maxResultStored,
+		Discard:    jetstream.DiscardOld,
 	}, {
 		Name:        events.StreamDeadLetter,
 		Description: "contactstop: copies of requests that ended as INTERNAL_ERROR",
@@ -81,27 +129,35 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
-	}}
-	streams = append(streams, jetstream.StreamConfig{
+		MaxBytes:    cfg.MaxBytes,
+		MaxMsgSize:  MaxRequestStored + 4<<10,
+		Discard:     jetstream.DiscardOld,
+	}, {
 		Name:        events.StreamBulk,
 		Description: "contactstop: bulk requests",
-		Subjects:    []string{events.SubjectBulkRequested},
+		Subjects:    []string{events.SubjectBulkRequested, events.SubjectBulkRequested + ".>"},
+		Sources:     noDedup,
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    cfg.Replicas,
-		Duplicates:  cfg.DuplicateWindow,
 		MaxAge:      cfg.MaxAge,
-	})
+		MaxBytes:    cfg.MaxBytes,
+		MaxMsgSize:  MaxRequestStored,
+		Discard:     jetstream.DiscardNew,
+	}}
 	if cfg.Emergency {
 		streams = append(streams, jetstream.StreamConfig{
 			Name:        events.StreamEmergency,
 			Description: "contactstop: emergency broadcasts",
 			Subjects:    []string{events.SubjectEmergencyBroadcast + ".>"},
+			Sources:     noDedup,
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
 			Replicas:    cfg.Replicas,
-			Duplicates:  cfg.DuplicateWindow,
 			MaxAge:      cfg.MaxAge,
+			MaxBytes:    cfg.MaxBytes,
+			MaxMsgSize:  MaxRequestStored,
+			Discard:     jetstream.DiscardNew,
 		})
 	}
 	for _, sc := range streams {

@@ -41,7 +41,10 @@ type serveOptions struct {
 	sec             natsSecurity
 	serverConfig    string
 	listenTLS       struct{ cert, key, ca string }
+	allowOpen       bool
+	requireAuth     bool
 	authKeys        []string
+	authSecrets     []string
 	authLeeway      time.Duration
 }
 
@@ -76,7 +79,8 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f := cmd.Flags()
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS server or cluster to use; empty starts the embedded server")
 	f.StringVar(&o.dataDir, "data-dir", "./data", "embedded server: JetStream storage directory")
-	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "embedded server: client listen address")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "embedded server: client listen address; off loopback, clients must authenticate (see --allow-open)")
+	f.BoolVar(&o.allowOpen, "allow-open", false, "embedded server: listen off loopback with no client authentication (anyone who reaches it can do anything); refused without this")
 	f.BoolVar(&o.syncAlways, "sync-always", false, "embedded server: fsync every JetStream write before acknowledging it (survives OS crashes; slower)")
 	f.IntVar(&o.worker.Workers, "workers", worker.DefaultWorkers, "requests this process has in hand at once (pulled ahead, then decided in batches)")
 	f.IntVar(&o.worker.BatchSize, "batch-size", worker.DefaultBatchSize, "most requests decided together (one read, pipelined writes and results); 1 turns batching off (default: the smaller of 64 and --workers)")
@@ -96,12 +100,15 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.DurationVar(&o.worker.EmergencyMaxAge, "emergency-max-age", worker.DefaultEmergencyMaxAge, "ignore emergency broadcasts older than this when first seen")
 	f.IntVar(&o.topology.Replicas, "replicas", worker.DefaultReplicas, "replicas of the streams and buckets (3 on a cluster)")
 	f.DurationVar(&o.topology.DuplicateWindow, "duplicate-window", worker.DefaultDuplicateWindow, "JetStream duplicate window of the requests and results streams")
+	f.Int64Var(&o.topology.MaxBytes, "stream-max-bytes", worker.DefaultStreamMaxBytes, "storage bound of each stream: when the requests stream is full publishers are refused; results drop their oldest")
 	f.DurationVar(&o.topology.MaxAge, "max-age", worker.DefaultMaxAge, "how long requests, results and the outcome records of failed requests are kept")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, wait this long for in-flight requests")
 	f.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz on this address (e.g. :8080); empty: off")
 	f.StringVar(&o.config, "config", "", "YAML file of settings, keys being flag names (workers: 64)")
-	f.StringArrayVar(&o.authKeys, "auth-key", nil, "turn authorization on: a PEM Ed25519 public key or a file holding an HS256 secret (repeatable; see docs/security.md)")
+	f.StringArrayVar(&o.authKeys, "auth-key", nil, "turn authorization on: a PEM file of an Ed25519 public key (repeatable; see docs/security.md)")
+	f.StringArrayVar(&o.authSecrets, "auth-hs256-secret", nil, "turn authorization on: a file holding an HS256 secret of at least 32 bytes that cannot be read as a key (repeatable)")
 	f.DurationVar(&o.authLeeway, "auth-leeway", auth.DefaultLeeway, "clock leeway for token exp, nbf and iat")
+	f.BoolVar(&o.requireAuth, "require-auth", false, "refuse to start without --auth-key or --auth-hs256-secret (the container image sets it; CONTACTSTOP_REQUIRE_AUTH=false opts out)")
 	f.StringVar(&o.serverConfig, "nats-server-config", "", "embedded server: a nats-server configuration file (accounts, users, TLS); serve authenticates with the --nats-* flags")
 	f.StringVar(&o.listenTLS.cert, "listen-tls-cert", "", "embedded server: PEM certificate to serve TLS on --listen (with --listen-tls-key)")
 	f.StringVar(&o.listenTLS.key, "listen-tls-key", "", "embedded server: PEM key of --listen-tls-cert")
@@ -148,23 +155,34 @@ func runServe(ctx context.Context, o serveOptions) error {
 	o.worker.AckWait = o.topology.AckWait
 	o.worker.DuplicateWindow = o.topology.DuplicateWindow
 	o.worker.Logger = log
-	if len(o.authKeys) > 0 {
-		keys := make([]auth.Key, 0, len(o.authKeys))
+	if len(o.authKeys)+len(o.authSecrets) > 0 {
+		keys := make([]auth.Key, 0, len(o.authKeys)+len(o.authSecrets))
 		for _, path := range o.authKeys {
-			k, err := auth.LoadKeyFile(path)
+			k, err := auth.LoadPublicKeyFile(path)
 			if err != nil {
 				return fmt.Errorf("--auth-key: %w", err)
 			}
 			keys = append(keys, k)
 		}
+		for _, path := range o.authSecrets {
+			k, err := auth.LoadHS256SecretFile(path)
+			if err != nil {
+				return fmt.Errorf("--auth-hs256-secret: %w", err)
+			}
+			keys = append(keys, k)
+		}
 		v, err := auth.NewVerifier(auth.Config{Keys: keys, Leeway: o.authLeeway})
 		if err != nil {
-			return fmt.Errorf("--auth-key: %w", err)
+			return fmt.Errorf("authorization keys: %w", err)
 		}
 		o.worker.Authorizer = v
 		log.Info("authorization on: every request needs a security-user token", zap.Strings("algorithms", v.Algorithms()), zap.Int("keys", len(keys)))
 	} else {
-		log.Warn("authorization is OFF: any publisher may stop any contact; configure --auth-key to require security-user tokens")
+		if o.requireAuth {
+			return errors.New("--require-auth: no --auth-key or --auth-hs256-secret given; give the verification keys, " +
+				"or run without security-user tokens on purpose with --require-auth=false (CONTACTSTOP_REQUIRE_AUTH=false)")
+		}
+		log.Warn("authorization is OFF: any publisher may stop any contact; configure --auth-key or --auth-hs256-secret to require security-user tokens")
 	}
 
 	opts := []nats.Option{
@@ -183,7 +201,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	url := o.natsURL
 	if url == "" {
 		ecfg := embedded.Config{DataDir: o.dataDir, Listen: o.listen, SyncAlways: o.syncAlways, Logger: log,
-			ConfigFile: o.serverConfig, TLSCert: o.listenTLS.cert, TLSKey: o.listenTLS.key, TLSCA: o.listenTLS.ca}
+			ConfigFile: o.serverConfig, TLSCert: o.listenTLS.cert, TLSKey: o.listenTLS.key, TLSCA: o.listenTLS.ca, AllowOpen: o.allowOpen}
 		if o.serverConfig == "" {
 			// The embedded server requires what serve itself presents.
 			if o.sec.creds != "" || o.sec.nkey != "" {
@@ -232,11 +250,17 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	// Metrics and health come up first, so that probes see the start-up.
 	var w atomic.Pointer[worker.Worker]
+	var keeper atomic.Pointer[worker.Keeper]
 	if o.http != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		o.worker.Metrics = worker.NewMetrics(reg, js)
 		ops, err := startOps(o.http, reg, nc, func(ctx context.Context) error {
+			if k := keeper.Load(); k != nil {
+				if err := k.Ready(ctx); err != nil {
+					return err
+				}
+			}
 			if w := w.Load(); w != nil {
 				return w.Ready(ctx)
 			}
@@ -265,6 +289,12 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	w.Store(wk)
+	// Whatever disappears (a stream, a consumer, a bucket deleted by hand)
+	// is created again, and /readyz says what is missing meanwhile.
+	kp := worker.NewKeeper(js, worker.KeeperConfig{Topology: o.topology, Ensure: st.Ensure, Logger: log})
+	kp.Start(ctx)
+	defer kp.Stop()
+	keeper.Store(kp)
 	log.Info("serving", zap.String("nats", nc.ConnectedUrlRedacted()), zap.Int("workers", o.worker.Workers))
 	if o.worker.Emergency {
 		log.Warn("emergency handling is ON: emergency.broadcast.<instance> clears that instance's queued contacts",

@@ -32,6 +32,7 @@ in the style of an IAM policy. See docs/security.md for the grant rules.`,
 
 type tokenIssueOptions struct {
 	key    string
+	secret string
 	sub    string
 	allow  []string
 	ttl    time.Duration
@@ -67,7 +68,8 @@ Actions: contact:Stop, contact:BulkStop, contact:* (both). Quote patterns with
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.key, "key", "", "signing key: Ed25519 private key (PEM) or HS256 secret file (required)")
+	f.StringVar(&o.key, "key", "", "signing key: a PEM file of an Ed25519 private key (this or --hs256-secret)")
+	f.StringVar(&o.secret, "hs256-secret", "", "signing key: a file holding an HS256 secret (this or --key)")
 	f.StringVar(&o.sub, "sub", "", "subject: who holds the token (required)")
 	f.StringArrayVar(&o.allow, "allow", nil, "ACTION:RESOURCE to grant, repeatable (at least one)")
 	f.DurationVar(&o.ttl, "ttl", time.Hour, "how long the token is valid")
@@ -78,8 +80,8 @@ Actions: contact:Stop, contact:BulkStop, contact:* (both). Quote patterns with
 
 func runTokenIssue(cmd *cobra.Command, o tokenIssueOptions) error {
 	var errs []error
-	if o.key == "" {
-		errs = append(errs, errors.New("--key is required"))
+	if (o.key == "") == (o.secret == "") {
+		errs = append(errs, errors.New("give one signing key: --key (Ed25519 private key, PEM) or --hs256-secret"))
 	}
 	if o.sub == "" {
 		errs = append(errs, errors.New("--sub is required"))
@@ -97,9 +99,14 @@ func runTokenIssue(cmd *cobra.Command, o tokenIssueOptions) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	key, err := auth.LoadSigningKeyFile(o.key)
-	if err != nil {
-		return fmt.Errorf("--key: %w", err)
+	var key auth.SigningKey
+	var err2 error
+	if o.key != "" {
+		if key, err2 = auth.LoadPrivateKeyFile(o.key); err2 != nil {
+			return fmt.Errorf("--key: %w", err2)
+		}
+	} else if key, err2 = auth.LoadHS256SigningSecretFile(o.secret); err2 != nil {
+		return fmt.Errorf("--hs256-secret: %w", err2)
 	}
 	key.ID = o.kid
 	now := time.Now().UTC().Truncate(time.Second)

@@ -52,7 +52,9 @@ func TestTokenKeygenAndIssue(t *testing.T) {
 	token := strings.TrimSuffix(out, "\n")
 	require.NotContains(t, token, "\n")
 
-	v, err := auth.LoadKeyFiles([]string{pub})
+	pk, err := auth.LoadPublicKeyFile(pub)
+	require.NoError(t, err)
+	v, err := auth.NewVerifier(auth.Config{Keys: []auth.Key{pk}})
 	require.NoError(t, err)
 	c, err := v.Authorize(token, auth.ActionStop, auth.ContactResource("acme", "c1"))
 	require.NoError(t, err)
@@ -76,7 +78,7 @@ func TestTokenIssueHS256JSON(t *testing.T) {
 	t.Parallel()
 	secret := filepath.Join(t.TempDir(), "hs.secret")
 	require.NoError(t, os.WriteFile(secret, []byte("a-development-secret-of-32-bytes-or-more\n"), 0o600))
-	out, err := runToken(t, "issue", "--key", secret, "--sub", "ops", "--allow", "contact:*:*", "--kid", "hs", "--json")
+	out, err := runToken(t, "issue", "--hs256-secret", secret, "--sub", "ops", "--allow", "contact:*:*", "--kid", "hs", "--json")
 	require.NoError(t, err)
 	var got struct {
 		Token, Sub, Alg, Kid string
@@ -89,7 +91,9 @@ func TestTokenIssueHS256JSON(t *testing.T) {
 	require.Equal(t, "hs", got.Kid)
 	require.WithinDuration(t, time.Now().Add(time.Hour), got.ExpiresAt, 5*time.Second, "the default ttl is 1h")
 
-	v, err := auth.LoadKeyFiles([]string{secret})
+	hk, err := auth.LoadHS256SecretFile(secret)
+	require.NoError(t, err)
+	v, err := auth.NewVerifier(auth.Config{Keys: []auth.Key{hk}})
 	require.NoError(t, err)
 	c, err := v.Authorize(got.Token, auth.ActionBulkStop, auth.InstanceResource("anything"))
 	require.NoError(t, err)
@@ -110,14 +114,17 @@ func TestTokenIssueRefuses(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{}, []string{"--key is required", "--sub is required", "--allow is required"}},
+		{[]string{}, []string{"give one signing key", "--sub is required", "--allow is required"}},
+		{[]string{"--key", priv, "--hs256-secret", short, "--sub", "x", "--allow", allow}, []string{"give one signing key"}},
 		{[]string{"--key", priv, "--sub", "x", "--allow", allow, "--ttl", "0s"}, []string{"--ttl must be positive"}},
 		{[]string{"--key", priv, "--sub", "x", "--allow", "contact:Stop"}, []string{`--allow "contact:Stop": want ACTION:RESOURCE`}},
 		{[]string{"--key", priv, "--sub", "x", "--allow", "contact:Stop:"}, []string{"want ACTION:RESOURCE"}},
 		{[]string{"--key", priv, "--sub", "x", "--allow", "contact:stop:instance/acme"}, []string{`unknown action "contact:stop"`}},
 		{[]string{"--key", priv, "--sub", "x", "--allow", "contact:Stop:tenant/acme"}, []string{"invalid resource pattern"}},
 		{[]string{"--key", pub, "--sub", "x", "--allow", allow}, []string{"public key cannot sign"}},
-		{[]string{"--key", short, "--sub", "x", "--allow", allow}, []string{"at least 32"}},
+		{[]string{"--key", short, "--sub", "x", "--allow", allow}, []string{"not PEM"}},
+		{[]string{"--hs256-secret", short, "--sub", "x", "--allow", allow}, []string{"at least 32"}},
+		{[]string{"--hs256-secret", pub, "--sub", "x", "--allow", allow}, []string{"PEM block"}},
 		{[]string{"--key", filepath.Join(dir, "missing"), "--sub", "x", "--allow", allow}, []string{"no such file"}},
 	} {
 		_, err := runToken(t, append([]string{"issue"}, tc.args...)...)

@@ -60,7 +60,16 @@ type Config struct {
 	// needs them, is a PEM file of CA certificates: clients on the network
 	// must present a certificate signed by one of them (mutual TLS).
 	TLSCert, TLSKey, TLSCA string
+	// AllowOpen lets the server listen on a non-loopback address without
+	// requiring clients to authenticate. Without it, Start refuses such a
+	// listener: anyone who can reach it could forge results, write
+	// contacts and delete streams.
+	AllowOpen bool
 }
+
+// ErrOpenListener is returned by Start for a non-loopback listener that
+// lets clients in without authentication, unless AllowOpen.
+var ErrOpenListener = errors.New("embedded nats-server: refusing to listen on the network without client authentication")
 
 // Validate reports every inconsistent combination of the security fields.
 func (c Config) Validate() error {
@@ -137,6 +146,10 @@ func Start(cfg Config) (*Server, error) {
 		opts.ServerName = "contactstop-embedded"
 	}
 	opts.Host, opts.Port = host, port
+	if !cfg.AllowOpen && port != -1 && !loopback(host) && !authenticates(opts) {
+		return nil, fmt.Errorf("%w on %s: give a --nats-server-config with users or accounts, mutual TLS (--listen-tls-ca), "+
+			"or --nats-user/--nats-password or --nats-token; or --allow-open to run open on purpose", ErrOpenListener, cfg.Listen)
+	}
 	opts.JetStream = true
 	opts.StoreDir = dir
 	if cfg.SyncAlways {
@@ -187,6 +200,29 @@ func (c Config) serverOptions() (*server.Options, error) {
 		opts.TLSTimeout = 2
 	}
 	return opts, nil
+}
+
+// loopback reports whether host names a loopback address only: a
+// "localhost" or an IP address in 127.0.0.0/8 or ::1. An empty host, "0.0.0.0"
+// or "::" listens on every interface; any other name may resolve anywhere.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// authenticates reports whether every client must authenticate: a user,
+// password or token, users or nkeys (of accounts, say), an operator's
+// trust, or client certificates (mutual TLS) — and no user that clients
+// without credentials become (no_auth_user).
+func authenticates(o *server.Options) bool {
+	if o.NoAuthUser != "" {
+		return false
+	}
+	return o.Username != "" || o.Authorization != "" || len(o.Users) > 0 || len(o.Nkeys) > 0 ||
+		len(o.TrustedOperators) > 0 || len(o.TrustedKeys) > 0 || o.TLSVerify
 }
 
 // Stop shuts the server down and waits for it, flushing JetStream's files.

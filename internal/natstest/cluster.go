@@ -117,7 +117,7 @@ func (c *Cluster) options(i int) *server.Options {
 		StoreDir:           c.dirs[i],
 		MaxControlLine:     8192,
 		JetStreamMaxMemory: 256 << 20,
-		JetStreamMaxStore:  4 << 30,
+		JetStreamMaxStore:  64 << 30, // a limit, not an allocation: streams reserve their MaxBytes from it
 		Cluster: server.ClusterOpts{
 			Name: c.name,
 			Host: "127.0.0.1",

@@ -34,7 +34,7 @@ func Start(t testing.TB) *Server {
 		StoreDir:           t.TempDir(),
 		MaxControlLine:     8192,
 		JetStreamMaxMemory: 256 << 20,
-		JetStreamMaxStore:  4 << 30,
+		JetStreamMaxStore:  64 << 30, // a limit, not an allocation: streams reserve their MaxBytes from it
 	}
 	s := &Server{t: t, opts: opts}
 	s.start()
