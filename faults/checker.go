@@ -200,6 +200,11 @@ type Report struct {
 	// window (Expect.Outages; SPEC.md "the one allowed copy").
 	CopiedAfterOutage int
 
+	// ResultTimes are the times JetStream stored each message of the
+	// results stream (results and completions), in stream order: the
+	// timeline the recovery figures are computed from.
+	ResultTimes []time.Time `json:"-"`
+
 	// Problems has up to 100 examples of violations, one line each; Notes
 	// up to 50 remarks that are not violations.
 	Problems []string
@@ -386,6 +391,7 @@ func (c *checker) read(ctx context.Context, js jetstream.JetStream) error {
 	}
 
 	err = readStream(ctx, js, events.StreamResults, func(m jetstream.Msg, md *jetstream.MsgMetadata) error {
+		rep.ResultTimes = append(rep.ResultTimes, md.Timestamp)
 		if strings.HasPrefix(m.Subject(), events.SubjectBulkCompleted+".") {
 			rep.Completions++
 			var bc events.BulkCompleted

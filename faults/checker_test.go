@@ -660,3 +660,17 @@ func TestWaitQuiescent(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, b.Pending+b.AckPending)
 }
+
+// TestRecovery: the recovery figures come from the stored timeline, so a
+// stall the progress samples could not see is counted whole.
+func TestRecovery(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	times := []time.Time{at(0), at(1), at(5), at(6)}
+	drain, stall, resume := recovery(times, []fault{{heal: at(2)}, {heal: at(5.5)}, {}, {heal: at(9)}})
+	require.InDelta(t, 6, drain, 1e-9)
+	require.InDelta(t, 4, stall, 1e-9, "from 1 s to 5 s")
+	require.InDelta(t, 3, resume, 1e-9, "healed at 2 s, next result at 5 s; a heal after the last result counts nothing")
+	drain, stall, resume = recovery(nil, nil)
+	require.Zero(t, drain+stall+resume)
+}

@@ -61,8 +61,7 @@ type scenario struct {
 	begin   time.Time
 	mu      sync.Mutex
 	faults  []fault
-	samples []sample // results stream size over time
-	results atomic.Uint64
+	results atomic.Uint64 // the results stream's size, sampled for progress
 
 	expect Expect
 	// workload, when set, describes what the scenario published and
@@ -75,11 +74,6 @@ type scenario struct {
 type fault struct {
 	what        string
 	begin, heal time.Time
-}
-
-type sample struct {
-	at    time.Time
-	count uint64
 }
 
 type scenarioOptions struct {
@@ -177,7 +171,7 @@ func (s *scenario) heal(i int, format string, args ...any) {
 }
 
 // monitor samples the size of the results stream every 100ms until the
-// test ends.
+// test ends, for the progress in the log and the waits.
 func (s *scenario) monitor() {
 	ctx := s.t.Context()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -187,9 +181,6 @@ func (s *scenario) monitor() {
 		if st, err := s.js.Stream(rctx, events.StreamResults); err == nil {
 			n := st.CachedInfo().State.Msgs
 			s.results.Store(n)
-			s.mu.Lock()
-			s.samples = append(s.samples, sample{time.Now(), n})
-			s.mu.Unlock()
 		}
 		cancel()
 		select {
@@ -559,52 +550,38 @@ func (s *scenario) allProcs() []*proc {
 
 func (s *scenario) outcome(rep *Report, faultsDesc string, nFaults int) outcome {
 	s.mu.Lock()
-	samples := slices.Clone(s.samples)
 	faults := slices.Clone(s.faults)
 	s.mu.Unlock()
 	o := outcome{Scenario: s.t.Name(), Mode: suite.mode, Seed: suite.seed, Requests: rep.Requests, BulkItems: rep.BulkItems,
 		Workload: s.workload, Faults: faultsDesc, FaultCount: nFaults, Report: rep, TotalS: time.Since(s.begin).Seconds()}
-	// The drain: from the first sample with a result to the first with
-	// the final count; a stall: the time the count stood still within it.
-	final := uint64(0)
-	if len(samples) > 0 {
-		final = samples[len(samples)-1].count
+	o.DrainS, o.MaxStallS, o.ResumeS = recovery(rep.ResultTimes, faults)
+	return o
+}
+
+// recovery computes, from the times the results stream stored its
+// messages (in stream order), the drain (first to last), the longest stall
+// (the largest gap between two consecutive messages) and, over the faults
+// that heal before the last message, the longest time from a healing to
+// the next message. JetStream's own timestamps, not samples: a stall while
+// the stream could not be read is counted whole.
+func recovery(times []time.Time, faults []fault) (drain, stall, resume float64) {
+	if len(times) == 0 {
+		return 0, 0, 0
 	}
-	var first, changed time.Time
-	var prev uint64
-	for _, sm := range samples {
-		if sm.count == 0 {
-			continue
-		}
-		if first.IsZero() {
-			first, changed, prev = sm.at, sm.at, sm.count
-		}
-		if sm.count != prev {
-			changed, prev = sm.at, sm.count
-		}
-		o.MaxStallS = max(o.MaxStallS, sm.at.Sub(changed).Seconds())
-		if sm.count == final {
-			o.DrainS = sm.at.Sub(first).Seconds()
-			break
-		}
+	drain = times[len(times)-1].Sub(times[0]).Seconds()
+	for i := 1; i < len(times); i++ {
+		stall = max(stall, times[i].Sub(times[i-1]).Seconds())
 	}
 	for _, f := range faults {
 		if f.heal.IsZero() {
 			continue
 		}
-		var before uint64
-		for _, sm := range samples {
-			if !sm.at.After(f.heal) {
-				before = sm.count
-				continue
-			}
-			if sm.count > before {
-				o.ResumeS = max(o.ResumeS, sm.at.Sub(f.heal).Seconds())
-				break
-			}
+		i, _ := slices.BinarySearchFunc(times, f.heal, func(t, heal time.Time) int { return t.Compare(heal) })
+		if i < len(times) {
+			resume = max(resume, times[i].Sub(f.heal).Seconds())
 		}
 	}
-	return o
+	return drain, stall, resume
 }
 
 // waitReplicasCurrent waits until every stream and consumer of contactstop
