@@ -29,9 +29,32 @@ type Contact struct {
 	// PreviousState is the state the contact was in when it was ended, kept
 	// so that a replayed stop reports the same result as the first.
 	PreviousState State `json:"previousState,omitempty"`
+	// Intent, on a contact of an instance bound to a platform, is the stop
+	// a request is carrying out there: recorded (revision-checked) before
+	// the platform is called, replaced by the ENDED record once the
+	// outcome is known. A redelivery of that request that finds it asks
+	// the platform what became of the contact. See docs/design.md.
+	Intent *Intent `json:"stopIntent,omitempty"`
+	// EventAt is the time of the last platform event applied to the record
+	// (POST /ingest/…): an older event changes nothing.
+	EventAt time.Time `json:"eventAt,omitzero"`
 	// Revision is the KV revision the record was read or written at. It is
 	// not part of the stored JSON.
 	Revision uint64 `json:"-"`
+}
+
+// Intent is a stop being carried out on a platform (Contact.Intent).
+type Intent struct {
+	// RequestID is the request carrying out the stop.
+	RequestID string `json:"requestId"`
+	// RequestSeq is the requests-stream sequence of its message (0 for a
+	// bulk's contact).
+	RequestSeq uint64 `json:"requestSeq,omitempty"`
+	// DisconnectReason is the reason sent to the platform.
+	DisconnectReason string `json:"disconnectReason,omitempty"`
+	// At is when the intent was recorded: a disconnection the platform
+	// reports from before it was not this request's doing.
+	At time.Time `json:"at"`
 }
 
 // validate checks everything PutContact requires of a contact, returning an
@@ -49,6 +72,9 @@ func (c *Contact) validate() error {
 	if !c.Channel.valid() {
 		return fmt.Errorf("%w: channel %q (valid: %s)", ErrInvalidContact, c.Channel, joinNames(channels))
 	}
+	if c.Intent != nil && c.Intent.RequestID == "" {
+		return fmt.Errorf("%w: stopIntent without a requestId", ErrInvalidContact)
+	}
 	if c.PreviousState != "" && !c.PreviousState.Active() {
 		return fmt.Errorf("%w: previousState %q is not an active state", ErrInvalidContact, c.PreviousState)
 	}
@@ -65,6 +91,12 @@ func (c *Contact) normalize(now time.Time) {
 	c.UpdatedAt = utc(c.UpdatedAt)
 	c.EnqueuedAt = utc(c.EnqueuedAt)
 	c.EndedAt = utc(c.EndedAt)
+	c.EventAt = utc(c.EventAt)
+	if c.Intent != nil {
+		in := *c.Intent
+		in.At = utc(in.At)
+		c.Intent = &in
+	}
 }
 
 // utc returns t in UTC, leaving the zero time zero.

@@ -36,5 +36,18 @@ func (c *Contact) appendRecord(b []byte) []byte {
 	if c.PreviousState != "" {
 		b = jsonx.String(jsonx.Field(b, "previousState"), string(c.PreviousState))
 	}
+	if in := c.Intent; in != nil {
+		b = jsonx.String(jsonx.Field(append(jsonx.Field(b, "stopIntent"), '{'), "requestId"), in.RequestID)
+		if in.RequestSeq != 0 {
+			b = strconv.AppendUint(jsonx.Field(b, "requestSeq"), in.RequestSeq, 10)
+		}
+		if in.DisconnectReason != "" {
+			b = jsonx.String(jsonx.Field(b, "disconnectReason"), in.DisconnectReason)
+		}
+		b = append(jsonx.Time(jsonx.Field(b, "at"), in.At), '}')
+	}
+	if !c.EventAt.IsZero() {
+		b = jsonx.Time(jsonx.Field(b, "eventAt"), c.EventAt)
+	}
 	return append(b, '}')
 }

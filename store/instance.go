@@ -3,6 +3,8 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"regexp"
 	"time"
 )
 
@@ -13,7 +15,86 @@ type Instance struct {
 	InstanceID string    `json:"instanceId"`
 	Name       string    `json:"name,omitempty"`
 	CreatedAt  time.Time `json:"createdAt"`
+	// Binding, when set, binds the instance to the contact-center platform
+	// that holds its contacts: its stops end them there (SPEC, Platforms).
+	Binding *Binding `json:"platform,omitempty"`
 }
+
+// Binding is where an instance's contacts really live. It holds
+// identifiers and limits only: credentials come from the environment of
+// serve and are never stored.
+type Binding struct {
+	// Platform names the platform (PlatformAmazonConnect).
+	Platform string `json:"platform"`
+	// ConnectInstanceID is the Amazon Connect instance id.
+	ConnectInstanceID string `json:"connectInstanceId,omitempty"`
+	// Region is the platform's region (an AWS Region).
+	Region string `json:"region,omitempty"`
+	// Endpoint, when set, overrides the platform's API address.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Rate and Burst are the budget of stop calls: calls per second, and
+	// how many may go at once after a quiet spell.
+	Rate  float64 `json:"rate"`
+	Burst int     `json:"burst"`
+	// QuotaKey names the budget: bindings with the same key share one.
+	QuotaKey string `json:"quotaKey"`
+}
+
+// Platforms an instance can be bound to.
+const (
+	PlatformNone          = "none"
+	PlatformAmazonConnect = "amazon-connect"
+)
+
+// Validate checks a binding, filling the defaults: the platform's
+// documented budget and a quota key of platform, region and endpoint. Its
+// errors wrap ErrInvalidInstance and name the field.
+func (b *Binding) Validate() error {
+	switch b.Platform {
+	case PlatformAmazonConnect:
+		if !amazonConnectInstanceID.MatchString(b.ConnectInstanceID) {
+			return fmt.Errorf("%w: connectInstanceId %q: an Amazon Connect instance id (1–100 characters of [A-Za-z0-9-]) is required", ErrInvalidInstance, b.ConnectInstanceID)
+		}
+		if !awsRegion.MatchString(b.Region) {
+			return fmt.Errorf("%w: region %q: an AWS Region such as us-east-1 is required", ErrInvalidInstance, b.Region)
+		}
+		if b.Rate == 0 {
+			b.Rate = 10
+		}
+		if b.Burst == 0 {
+			b.Burst = 15
+		}
+	default:
+		return fmt.Errorf("%w: platform %q (valid: %s, or %s for none)", ErrInvalidInstance, b.Platform, PlatformAmazonConnect, PlatformNone)
+	}
+	if b.Endpoint != "" {
+		u, err := url.Parse(b.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("%w: endpoint %q: an http(s) URL is required", ErrInvalidInstance, b.Endpoint)
+		}
+	}
+	if !(b.Rate > 0 && b.Rate <= 10000) {
+		return fmt.Errorf("%w: rate %v: calls per second must be above 0 and at most 10000", ErrInvalidInstance, b.Rate)
+	}
+	if b.Burst < 1 || b.Burst > 100000 {
+		return fmt.Errorf("%w: burst %d: must be 1–100000", ErrInvalidInstance, b.Burst)
+	}
+	if b.QuotaKey == "" {
+		b.QuotaKey = b.Platform + ":" + b.Region
+		if b.Endpoint != "" {
+			b.QuotaKey += ":" + b.Endpoint
+		}
+	}
+	if len(b.QuotaKey) > 256 {
+		return fmt.Errorf("%w: quotaKey: at most 256 bytes", ErrInvalidInstance)
+	}
+	return nil
+}
+
+var (
+	amazonConnectInstanceID = regexp.MustCompile(`^[A-Za-z0-9-]{1,100}$`)
+	awsRegion               = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
+)
 
 // decodeInstance decodes the record stored under key instanceID. The key is
 // authoritative: an empty instanceId in the body is filled from it, a
@@ -28,6 +109,11 @@ func decodeInstance(instanceID string, data []byte) (Instance, error) {
 	}
 	if inst.InstanceID != instanceID {
 		return Instance{}, fmt.Errorf("store: instance %s: record names instance %q", instanceID, inst.InstanceID)
+	}
+	if b := inst.Binding; b != nil {
+		if err := b.Validate(); err != nil {
+			return Instance{}, fmt.Errorf("store: instance %s: bad platform binding: %w", instanceID, err)
+		}
 	}
 	return inst, nil
 }

@@ -287,6 +287,13 @@ func (s *KV) PutInstance(ctx context.Context, inst Instance) (Instance, error) {
 	if err := validateInstanceID(inst.InstanceID); err != nil {
 		return Instance{}, fmt.Errorf("%w: %w", ErrInvalidInstance, err)
 	}
+	if inst.Binding != nil {
+		b := *inst.Binding
+		if err := b.Validate(); err != nil {
+			return Instance{}, err
+		}
+		inst.Binding = &b
+	}
 	if inst.CreatedAt.IsZero() {
 		e, err := s.instances.Get(ctx, inst.InstanceID)
 		switch {
