@@ -24,6 +24,7 @@ type bulkSpec struct {
 	token              string // the securityUser
 	emergency          bool
 	message            string // of an emergency broadcast
+	bound              *Bound // the instance's platform, if bound
 }
 
 // bulkRequest is one delivery of a bulk request or emergency broadcast.
@@ -145,6 +146,9 @@ func (w *Worker) processBulk(ctx context.Context, msg jetstream.Msg) {
 	var exists bool
 	err := w.retry(ctx, log, func() (err error) {
 		exists, err = w.store.InstanceExists(ctx, spec.instanceID)
+		if err == nil && exists && w.cfg.Platforms != nil {
+			b.spec.bound, err = w.cfg.Platforms.For(ctx, spec.instanceID)
+		}
 		return err
 	})
 	if err == nil && !exists {

@@ -188,7 +188,7 @@ func (r *bulkRun) recoverPending(ctx context.Context) error {
 	// failure is fenced first: its run may have died before fencing it).
 	todo := make([]*item, len(ids))
 	for i, id := range ids {
-		todo[i] = &item{key: bulkItemRequestKey(r.spec, id), onlyDecided: true, deadline: time.Unix(0, r.leaseOK.Load())}
+		todo[i] = &item{key: bulkItemRequestKey(r.spec, id), onlyDecided: true, deadline: time.Unix(0, r.leaseOK.Load()), bound: r.spec.bound}
 	}
 	var items []*item
 	err = w.retry(ctx, r.log, func() error {
@@ -360,7 +360,7 @@ func (r *bulkRun) stopBatch(ctx context.Context, slot int, batch []bulkItem) err
 	for i := range batch {
 		bi := &batch[i]
 		v := &store.View{Key: bulkItemRequestKey(r.spec, bi.contact.ContactID), Contact: &bi.contact, ContactRev: bi.contact.Revision}
-		it := &item{key: v.Key, reason: r.spec.disconnectReason, echoInstance: r.spec.instanceID, filter: r.spec.match, view: v}
+		it := &item{key: v.Key, reason: r.spec.disconnectReason, echoInstance: r.spec.instanceID, filter: r.spec.match, view: v, bound: r.spec.bound}
 		items = append(items, it)
 		if bi.replay != undecided {
 			it.out = outcome{kind: bi.replay, contact: &bi.contact, publish: bi.republish}

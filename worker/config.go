@@ -84,6 +84,9 @@ type Config struct {
 	// Ender, when set, ends contacts in place of the store's
 	// compare-and-set (a platform adapter). Default: the store.
 	Ender Ender
+	// Platforms, when set, resolves instances bound to a contact-center
+	// platform: their contacts are ended there (platform.go).
+	Platforms Platforms
 	// Metrics, when set, records the worker's Prometheus metrics (see
 	// NewMetrics).
 	Metrics *Metrics

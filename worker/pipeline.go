@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/contactstop/contactstop/events"
 	"github.com/contactstop/contactstop/store"
@@ -50,6 +53,9 @@ type Ender interface {
 type decisionStore interface {
 	Views(ctx context.Context, p store.ViewParams) ([]store.View, error)
 	RecordFailures(ctx context.Context, ps []store.RecordFailureParams) []store.RecordFailureResult
+	// WriteContact writes a record by compare-and-set (the platform
+	// path's intents and outcomes).
+	WriteContact(ctx context.Context, c store.Contact, rev uint64) (store.Contact, error)
 }
 
 // item is one request to end one contact.
@@ -74,6 +80,9 @@ type item struct {
 	// onlyDecided: yield what was decided before, decide nothing new (a
 	// takeover recovering an earlier run's pending contacts).
 	onlyDecided bool
+	// bound, when set, is the platform the contact's instance is bound
+	// to: the contact is ended there (platform.go).
+	bound *Bound
 
 	// view is the store's record of the request: read by the pipeline, or
 	// given (the record a bulk's walk read).
@@ -87,6 +96,11 @@ func (it *item) bulk() bool { return it.key.BulkID != "" }
 type refusal struct {
 	code events.ReasonCode
 	msg  string
+	// dependsOnContact: the refusal is about the contact (CONTACT_NOT_FOUND
+	// from the platform), recorded as decide's own would be.
+	dependsOnContact bool
+	// skip: a bulk's contact the platform no longer has is skipped.
+	skip bool
 }
 
 type outcomeKind uint8
@@ -130,6 +144,7 @@ type pipeline struct {
 	store decisionStore
 	ender Ender
 	now   func() time.Time
+	log   *zap.Logger
 }
 
 // run takes items through read, decide and commit until each has an
@@ -186,11 +201,12 @@ func (p *pipeline) commit(ctx context.Context, items []*item) (again []*item) {
 	var endOf []*item
 	var fails []store.RecordFailureParams
 	var failOf []*item
+	var onPlatform []*item
 	for _, it := range items {
 		if it.view == nil {
 			continue // its read failed: transient
 		}
-		d := decide(it, it.view)
+		d := decide(it, it.view, now)
 		if d.act == actDone {
 			continue
 		}
@@ -200,6 +216,10 @@ func (p *pipeline) commit(ctx context.Context, items []*item) (again []*item) {
 		}
 		switch d.act {
 		case actEnd:
+			if it.bound != nil {
+				onPlatform = append(onPlatform, it)
+				continue
+			}
 			ends = append(ends, store.EndContactParams{Contact: *it.view.Contact, RequestID: it.key.RequestID,
 				RequestSeq: it.seq, DisconnectReason: it.reason, At: now})
 			endOf = append(endOf, it)
@@ -224,6 +244,26 @@ func (p *pipeline) commit(ctx context.Context, items []*item) (again []*item) {
 				again = append(again, it)
 			default:
 				it.out = outcome{kind: transient, err: o.Err}
+			}
+		}
+	}
+	if len(onPlatform) > 0 {
+		res := make([]platformEnd, len(onPlatform))
+		var wg sync.WaitGroup
+		for k, it := range onPlatform {
+			wg.Go(func() { res[k] = p.endOnPlatform(ctx, it, now) })
+		}
+		wg.Wait()
+		for k, it := range onPlatform {
+			switch r := res[k]; {
+			case r.contact != nil:
+				it.out = outcome{kind: stopped, contact: r.contact, fresh: true, publish: true}
+			case r.again:
+				again = append(again, it)
+			case r.expired:
+				it.out = outcome{kind: expired}
+			default:
+				it.out = outcome{kind: transient, err: r.err}
 			}
 		}
 	}
@@ -268,7 +308,7 @@ type decision struct {
 // decide is the one place that decides what a request to end a contact
 // comes to, given what the store holds (v). It sets it.out when nothing is
 // to be written.
-func decide(it *item, v *store.View) decision {
+func decide(it *item, v *store.View, now time.Time) decision {
 	// What the request did before stands, whatever came since: a contact
 	// or instance created later, another token, a changed filter.
 	if v.EndedByThis() {
@@ -296,7 +336,16 @@ func decide(it *item, v *store.View) decision {
 		return decision{act: actDone}
 	}
 	if r := it.refusal; r != nil {
-		return fail(r.code, r.msg, false)
+		if r.skip {
+			it.out = outcome{kind: skipped}
+			return decision{act: actDone}
+		}
+		return fail(r.code, r.msg, r.dependsOnContact)
+	}
+	if it.bound != nil {
+		if d, ok := decideBound(it, v, now); ok {
+			return d
+		}
 	}
 	c := v.Contact
 	switch {

@@ -237,6 +237,15 @@ func (w *Worker) prepare(ctx context.Context, d *delivery) bool {
 		return false
 	case !exists:
 		it.refusal = &refusal{code: events.ReasonResourceNotFound, msg: fmt.Sprintf("instance %q is not known", req.Stop.InstanceID)}
+		return true
+	}
+	if w.cfg.Platforms != nil {
+		b, err := w.cfg.Platforms.For(ctx, req.Stop.InstanceID)
+		if err != nil {
+			it.out = outcome{kind: transient, err: fmt.Errorf("look up the instance's platform: %w", err)}
+			return false
+		}
+		it.bound = b
 	}
 	return true
 }

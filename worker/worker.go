@@ -112,7 +112,7 @@ func New(js jetstream.JetStream, st Store, cfg Config) (*Worker, error) {
 		ender = st
 	}
 	w := &Worker{cfg: cfg, js: js, store: st, log: cfg.Logger.Named("worker"), id: nuid.Next(),
-		pipe:   &pipeline{store: st, ender: ender, now: func() time.Time { return cfg.Now().UTC() }},
+		pipe:   &pipeline{store: st, ender: ender, now: func() time.Time { return cfg.Now().UTC() }, log: cfg.Logger.Named("worker")},
 		inHand: map[uint64]*delivery{}}
 	if js != nil {
 		w.pub = jspub.New(js.Conn())
