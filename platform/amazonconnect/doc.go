@@ -2,8 +2,3 @@
 // DescribeContact) through the official AWS SDK for Go v2, and reads
 // Amazon Connect contact events (EventBridge) into the store's inventory.
 package amazonconnect
-
-import (
-	_ "github.com/aws/aws-sdk-go-v2/config"
-	_ "github.com/aws/aws-sdk-go-v2/service/connect"
-)
