@@ -14,7 +14,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// opsServer serves /metrics, /healthz and /readyz.
+// opsServer serves /metrics, /healthz and /readyz, and the routes added by
+// startOps's caller.
 type opsServer struct {
 	srv *http.Server
 	ln  net.Listener
@@ -23,8 +24,10 @@ type opsServer struct {
 
 // startOps listens on addr and serves in the background. /healthz answers
 // 200 while the process runs; /readyz answers 200 only while ready reports
-// nil and the NATS connection is up, else 503 with the reason.
-func startOps(addr string, reg *prometheus.Registry, nc *nats.Conn, ready func(context.Context) error, log *zap.Logger) (*opsServer, error) {
+// nil and the NATS connection is up, else 503 with the reason. routes, when
+// not nil, adds further routes to the server's mux (POST /ingest/…).
+func startOps(addr string, reg *prometheus.Registry, nc *nats.Conn, ready func(context.Context) error, log *zap.Logger,
+	routes func(*http.ServeMux)) (*opsServer, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -43,6 +46,9 @@ func startOps(addr string, reg *prometheus.Registry, nc *nats.Conn, ready func(c
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if routes != nil {
+		routes(mux)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http %s: %w", addr, err)

@@ -46,6 +46,7 @@ type serveOptions struct {
 	authKeys        []string
 	authSecrets     []string
 	authLeeway      time.Duration
+	ingestKey       string
 }
 
 func newServeCmd() *cobra.Command {
@@ -104,6 +105,7 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.DurationVar(&o.topology.MaxAge, "max-age", worker.DefaultMaxAge, "how long requests, results and the outcome records of failed requests are kept")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, wait this long for in-flight requests")
 	f.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz on this address (e.g. :8080); empty: off")
+	f.StringVar(&o.ingestKey, "ingest-key", "", "with --http: accept Amazon Connect contact events at POST /ingest/amazon-connect from senders presenting the key in this file (at least 16 bytes) as Authorization: Bearer or X-Api-Key; empty: off")
 	f.StringVar(&o.config, "config", "", "YAML file of settings, keys being flag names (workers: 64)")
 	f.StringArrayVar(&o.authKeys, "auth-key", nil, "turn authorization on: a PEM file of an Ed25519 public key (repeatable; see docs/security.md)")
 	f.StringArrayVar(&o.authSecrets, "auth-hs256-secret", nil, "turn authorization on: a file holding an HS256 secret of at least 32 bytes that cannot be read as a key (repeatable)")
@@ -183,6 +185,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 				"or run without security-user tokens on purpose with --require-auth=false (CONTACTSTOP_REQUIRE_AUTH=false)")
 		}
 		log.Warn("authorization is OFF: any publisher may stop any contact; configure --auth-key or --auth-hs256-secret to require security-user tokens")
+	}
+
+	ingest, err := newIngest(o.ingestKey, o.http, log)
+	if err != nil {
+		return err
 	}
 
 	opts := []nats.Option{
@@ -265,7 +272,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 				return w.Ready(ctx)
 			}
 			return errors.New("starting")
-		}, log)
+		}, log, ingest.routes(reg))
 		if err != nil {
 			return err
 		}
@@ -281,6 +288,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	ingest.use(st)
 	wk, err := worker.New(js, st, o.worker)
 	if err != nil {
 		return err

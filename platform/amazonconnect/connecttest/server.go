@@ -225,6 +225,14 @@ type Server struct {
 // New starts a fake Amazon Connect server, closed when the test ends.
 func New(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	s := Start(opts...)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a fake Amazon Connect server outside a test (contactstop
+// bench measures against it); the caller closes it.
+func Start(opts ...Option) *Server {
 	s := &Server{
 		AccessKeyID:     "AKIA" + strings.ToUpper(randomHex(8)),
 		SecretAccessKey: randomHex(20),
@@ -242,7 +250,6 @@ func New(t testing.TB, opts ...Option) *Server {
 		o(s)
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
-	t.Cleanup(s.Close)
 	return s
 }
 
