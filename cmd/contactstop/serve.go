@@ -21,6 +21,8 @@ import (
 
 	"github.com/contactstop/contactstop/auth"
 	"github.com/contactstop/contactstop/internal/embedded"
+	"github.com/contactstop/contactstop/platform/budget"
+	"github.com/contactstop/contactstop/platform/registry"
 	"github.com/contactstop/contactstop/store"
 	"github.com/contactstop/contactstop/worker"
 )
@@ -258,8 +260,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// Metrics and health come up first, so that probes see the start-up.
 	var w atomic.Pointer[worker.Worker]
 	var keeper atomic.Pointer[worker.Keeper]
+	var reg *prometheus.Registry // nil without --http
 	if o.http != "" {
-		reg := prometheus.NewRegistry()
+		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		o.worker.Metrics = worker.NewMetrics(reg, js)
 		ops, err := startOps(o.http, reg, nc, func(ctx context.Context) error {
@@ -289,6 +292,22 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	ingest.use(st)
+	// Instances bound to a platform end their contacts there, within one
+	// budget per quota key shared by every replica.
+	var promReg prometheus.Registerer
+	if reg != nil {
+		promReg = reg
+	}
+	budgets, err := budget.Open(setupCtx, js, budget.Config{Replicas: o.topology.Replicas, Registerer: promReg})
+	if err != nil {
+		return err
+	}
+	defer budgets.Close()
+	platforms, err := registry.New(registry.Config{Instances: st, Budgets: budgets, Registerer: promReg, Logger: log.Named("platform")})
+	if err != nil {
+		return err
+	}
+	o.worker.Platforms = platforms
 	wk, err := worker.New(js, st, o.worker)
 	if err != nil {
 		return err
