@@ -43,6 +43,10 @@ type benchOptions struct {
 	json       bool
 	dataDir    string
 	sec        natsSecurity
+
+	platformClear int
+	platformRate  float64
+	platformBurst int
 }
 
 // benchReport is what bench measured; --json prints it.
@@ -116,6 +120,26 @@ Exit code 0 when verification passed, 1 otherwise.`,
 			if o.count < 1 || o.workers < 1 || o.rate < 0 {
 				return errors.New("--count and --workers must be at least 1, --rate not negative")
 			}
+			if o.platformClear > 0 {
+				if o.platformRate <= 0 || o.platformBurst < 1 {
+					return errors.New("--platform-rate must be above 0 and --platform-burst at least 1")
+				}
+				rep, err := runPlatformBench(cmd.Context(), cmd.ErrOrStderr(), o)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					if err := printJSON(cmd.OutOrStdout(), rep); err != nil {
+						return err
+					}
+				} else {
+					printPlatformTable(cmd.OutOrStdout(), rep)
+				}
+				if !rep.Verified {
+					return fmt.Errorf("verification failed: %s", strings.Join(rep.Problems, "; "))
+				}
+				return nil
+			}
 			rep, err := runBench(cmd.Context(), cmd.ErrOrStderr(), o)
 			if err != nil {
 				return err
@@ -146,6 +170,9 @@ Exit code 0 when verification passed, 1 otherwise.`,
 	f.BoolVar(&o.bulk, "bulk", false, "also measure a bulk clear of --count contacts")
 	f.IntVar(&o.replicas, "replicas", 1, "stream and bucket replicas (3 on a cluster)")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	f.IntVar(&o.platformClear, "platform-clear", 0, "instead of the phases above: clear this many contacts of two instances bound to a fake Amazon Connect with one shared budget, from two worker processes, with single stops meanwhile; report the rate reached against the budget")
+	f.Float64Var(&o.platformRate, "platform-rate", 10, "--platform-clear: the budget and the fake's quota, StopContact calls per second")
+	f.IntVar(&o.platformBurst, "platform-burst", 15, "--platform-clear: the budget's and the fake's burst")
 	o.sec.register(f)
 	return cmd
 }

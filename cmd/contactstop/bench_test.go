@@ -61,3 +61,19 @@ func TestBench(t *testing.T) {
 		require.Positive(t, st.Size(), f)
 	}
 }
+
+// TestBenchPlatform runs the platform phase small: two worker processes
+// clear two bound instances through the fake Amazon Connect within one
+// budget, and verification passes.
+func TestBenchPlatform(t *testing.T) {
+	t.Setenv("CS_TEST_AS_CONTACTSTOP", "1")
+	out, err := run(t, "bench", "--platform-clear", "60", "--platform-rate", "40", "--platform-burst", "10", "--json")
+	require.NoError(t, err, out)
+	var rep platformReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	require.True(t, rep.Verified, rep.Problems)
+	require.Equal(t, 60, rep.Contacts)
+	require.Len(t, rep.SingleMS, benchSingles)
+	require.Positive(t, rep.SustainedPerSecond)
+	require.LessOrEqual(t, rep.MaxCallsInASecond, 50, "within the budget")
+}
