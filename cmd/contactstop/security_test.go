@@ -103,14 +103,16 @@ func TestServeRecreatesWhatDisappears(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, js.DeleteStream(t.Context(), events.StreamRequests))
 	require.NoError(t, js.DeleteKeyValue(t.Context(), "contactstop-contacts"))
+	require.NoError(t, js.DeleteKeyValue(t.Context(), "contactstop-budgets"))
 	_, err = js.Stream(t.Context(), events.StreamRequests)
 	require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
 
-	// Within a few seconds both are back, and a request is stopped.
+	// Within a few seconds all are back, and a request is stopped.
 	require.Eventually(t, func() bool {
 		_, err1 := js.Stream(t.Context(), events.StreamRequests)
 		_, err2 := js.Stream(t.Context(), "KV_contactstop-contacts")
-		return err1 == nil && err2 == nil
+		_, err3 := js.Stream(t.Context(), "KV_contactstop-budgets")
+		return err1 == nil && err2 == nil && err3 == nil
 	}, 30*time.Second, 100*time.Millisecond)
 	_, err = run(t, "contacts", "put", "--nats-url", url, "--instance", "acme", "--contact", "c1")
 	require.NoError(t, err)

@@ -318,7 +318,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 	w.Store(wk)
 	// Whatever disappears (a stream, a consumer, a bucket deleted by hand)
 	// is created again, and /readyz says what is missing meanwhile.
-	kp := worker.NewKeeper(js, worker.KeeperConfig{Topology: o.topology, Ensure: st.Ensure, Logger: log})
+	ensure := func(ctx context.Context) ([]string, error) {
+		recreated, err := st.Ensure(ctx)
+		if err != nil {
+			return recreated, err
+		}
+		more, err := budgets.Ensure(ctx)
+		return append(recreated, more...), err
+	}
+	kp := worker.NewKeeper(js, worker.KeeperConfig{Topology: o.topology, Ensure: ensure, Logger: log})
 	kp.Start(ctx)
 	defer kp.Stop()
 	keeper.Store(kp)

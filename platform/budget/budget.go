@@ -141,6 +141,27 @@ type Budgets struct {
 	mu     sync.Mutex
 	byKey  map[string]*Budget
 	closed bool
+
+	js    jetstream.JetStream
+	kvCfg jetstream.KeyValueConfig
+}
+
+// Ensure creates the bucket again if it disappeared (deleted by hand),
+// returning its name then; serve's keeper calls it with the store's. Grants
+// wait, retrying, while it is missing; the first write after it is back
+// starts a full bucket.
+func (bs *Budgets) Ensure(ctx context.Context) (recreated []string, err error) {
+	_, err = bs.js.KeyValue(ctx, bs.kvCfg.Bucket)
+	switch {
+	case err == nil:
+		return nil, nil
+	case !errors.Is(err, jetstream.ErrBucketNotFound):
+		return nil, fmt.Errorf("budget: look up bucket %q: %w", bs.kvCfg.Bucket, err)
+	}
+	if _, err := bs.js.CreateKeyValue(ctx, bs.kvCfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+		return nil, fmt.Errorf("budget: re-create bucket %q: %w", bs.kvCfg.Bucket, err)
+	}
+	return []string{bs.kvCfg.Bucket}, nil
 }
 
 // Open creates the bucket (history 1, file storage), or updates its
@@ -162,18 +183,19 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Budgets, er
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kvCfg := jetstream.KeyValueConfig{
 		Bucket:       cfg.Bucket,
 		Description:  "contactstop platform call budgets: key k-<base64url of the quota key>, value JSON token bucket {tokens, at, pausedUntil} (platform/budget)",
 		History:      1,
 		Storage:      jetstream.FileStorage,
 		Replicas:     cfg.Replicas,
 		MaxValueSize: 1 << 10,
-	})
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, kvCfg)
 	if err != nil {
 		return nil, fmt.Errorf("budget: open bucket %q: %w", cfg.Bucket, err)
 	}
-	bs := &Budgets{kv: kv, now: cfg.Now, reg: cfg.Registerer, byKey: map[string]*Budget{}}
+	bs := &Budgets{kv: kv, js: js, kvCfg: kvCfg, now: cfg.Now, reg: cfg.Registerer, byKey: map[string]*Budget{}}
 	if bs.reg != nil {
 		m := newMetrics(bs)
 		if err := bs.reg.Register(m); err != nil {
