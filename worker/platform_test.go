@@ -395,3 +395,30 @@ func TestPlatformBulkClear(t *testing.T) {
 	got, _ := b.srv.Contact(connectInstance, "talking")
 	require.True(t, got.Active(), "outside the filter")
 }
+
+// An emergency broadcast for a bound instance clears its queued contacts on
+// the platform, with the EMERGENCY disconnect reason, and leaves the
+// contacts with agents alone.
+func TestPlatformEmergency(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{Emergency: true})
+	b := e.bind(100, 100, connecttest.WithQuota(connecttest.OpStopContact, 100, 100))
+	for i := range 20 {
+		b.contact(e, fmt.Sprint("q-", i), true, false)
+	}
+	b.contact(e, "talking", false, false)
+	cfg := b.cfg
+	cfg.Emergency = true
+	e.start(cfg, nil)
+	e.publish(events.EmergencySubject(inst), []byte(`{"queueIds":["q1"],"message":"fire alarm"}`), map[string]string{events.HeaderMsgID: "alarm-1"})
+	_, done := e.waitBulk("emergency-alarm-1")
+	require.Equal(t, 20, done.Stopped)
+	for i := range 20 {
+		got, _ := b.srv.Contact(connectInstance, fmt.Sprint("q-", i))
+		require.False(t, got.Active())
+		require.Equal(t, "EMERGENCY", got.DisconnectReason)
+		require.Equal(t, 1, b.srv.StopEffects(got.ID))
+	}
+	got, _ := b.srv.Contact(connectInstance, "talking")
+	require.True(t, got.Active())
+}
