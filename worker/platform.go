@@ -139,7 +139,7 @@ func (p *pipeline) endOnPlatform(ctx context.Context, it *item, now time.Time) p
 		rec = contactOf(it.key, st, now)
 		if !st.Active {
 			// Ended before this request: the inventory learns it.
-			rec.EndedBy = endedByPlatform
+			rec.EndedBy = store.EndedByPlatform
 			if _, err := p.store.WriteContact(ctx, rec, v.ContactRev); err != nil && !errors.Is(err, store.ErrRevisionConflict) {
 				return platformEnd{err: err}
 			}
@@ -231,10 +231,6 @@ func (p *pipeline) endOnPlatform(ctx context.Context, it *item, now time.Time) p
 	}
 }
 
-// endedByPlatform is the endedBy of a contact the platform reports ended
-// by someone else (the customer, an agent, another tool).
-const endedByPlatform = "platform"
-
 // describe asks the platform about the item's contact, within its budget.
 func (p *pipeline) describe(ctx context.Context, it *item) (platform.Status, error) {
 	b := it.bound
@@ -301,7 +297,7 @@ func (p *pipeline) endedBefore(ctx context.Context, it *item, rec store.Contact,
 	if rec.State.Active() {
 		ended.PreviousState = rec.State
 		ended.State = store.StateEnded
-		ended.EndedBy = endedByPlatform
+		ended.EndedBy = store.EndedByPlatform
 		ended.EndedAt = st.DisconnectedAt
 		if ended.EndedAt.IsZero() {
 			ended.EndedAt = p.now()

@@ -214,7 +214,7 @@ func TestPlatformCrashPoints(t *testing.T) {
 				c, err := e.st.GetContact(t.Context(), inst, "c-1")
 				require.NoError(t, err)
 				require.Equal(t, store.StateEnded, c.State)
-				require.Equal(t, "platform", c.EndedBy)
+				require.Equal(t, store.EndedByPlatform, c.EndedBy)
 				require.Nil(t, c.Intent)
 			}
 			all, ok := b.stopCalls("c-1")
