@@ -28,8 +28,14 @@ type Binding struct {
 	Platform string `json:"platform"`
 	// ConnectInstanceID is the Amazon Connect instance id.
 	ConnectInstanceID string `json:"connectInstanceId,omitempty"`
-	// Region is the platform's region (an AWS Region).
+	// Region is the platform's region: an AWS Region (Amazon Connect), or
+	// the Genesys Cloud region's host (mypurecloud.com, usw2.pure.cloud…).
 	Region string `json:"region,omitempty"`
+	// TenantID is the NICE CXone tenant: its API host is discovered from it.
+	TenantID string `json:"tenantId,omitempty"`
+	// WorkspaceSID is the Twilio TaskRouter workspace whose tasks are the
+	// contacts (call sids need none).
+	WorkspaceSID string `json:"workspaceSid,omitempty"`
 	// Endpoint, when set, overrides the platform's API address.
 	Endpoint string `json:"endpoint,omitempty"`
 	// Rate and Burst are the budget of stop calls: calls per second, and
@@ -44,7 +50,22 @@ type Binding struct {
 const (
 	PlatformNone          = "none"
 	PlatformAmazonConnect = "amazon-connect"
+	PlatformCXone         = "cxone"
+	PlatformTwilio        = "twilio"
+	PlatformGenesys       = "genesys"
 )
+
+// platformDefaults are the documented (or, where a vendor publishes none,
+// conservative) budgets of each platform's stop operation.
+var platformDefaults = map[string]struct {
+	rate  float64
+	burst int
+}{
+	PlatformAmazonConnect: {10, 15}, // StopContact: 10/s, burst 15, per account and Region
+	PlatformCXone:         {10, 10},
+	PlatformTwilio:        {25, 25},
+	PlatformGenesys:       {5, 10}, // 300 requests per minute per OAuth client
+}
 
 // Validate checks a binding, filling the defaults: the platform's
 // documented budget and a quota key of platform, region and endpoint. Its
@@ -58,14 +79,31 @@ func (b *Binding) Validate() error {
 		if !awsRegion.MatchString(b.Region) {
 			return fmt.Errorf("%w: region %q: an AWS Region such as us-east-1 is required", ErrInvalidInstance, b.Region)
 		}
-		if b.Rate == 0 {
-			b.Rate = 10
+	case PlatformCXone:
+		if b.TenantID == "" && b.Endpoint == "" {
+			return fmt.Errorf("%w: cxone: a tenantId (its API host is discovered from it) or an endpoint is required", ErrInvalidInstance)
 		}
-		if b.Burst == 0 {
-			b.Burst = 15
+		if b.TenantID != "" && !platformID.MatchString(b.TenantID) {
+			return fmt.Errorf("%w: tenantId %q: 1–100 characters of [A-Za-z0-9_-]", ErrInvalidInstance, b.TenantID)
+		}
+	case PlatformTwilio:
+		if b.WorkspaceSID != "" && !twilioWorkspaceSID.MatchString(b.WorkspaceSID) {
+			return fmt.Errorf("%w: workspaceSid %q: a TaskRouter workspace sid is WS and 32 hex digits", ErrInvalidInstance, b.WorkspaceSID)
+		}
+	case PlatformGenesys:
+		if !genesysRegion.MatchString(b.Region) {
+			return fmt.Errorf("%w: region %q: the Genesys Cloud region's host is required, such as mypurecloud.com or usw2.pure.cloud", ErrInvalidInstance, b.Region)
 		}
 	default:
-		return fmt.Errorf("%w: platform %q (valid: %s, or %s for none)", ErrInvalidInstance, b.Platform, PlatformAmazonConnect, PlatformNone)
+		return fmt.Errorf("%w: platform %q (valid: %s, %s, %s, %s, or %s for none)", ErrInvalidInstance, b.Platform,
+			PlatformAmazonConnect, PlatformCXone, PlatformTwilio, PlatformGenesys, PlatformNone)
+	}
+	d := platformDefaults[b.Platform]
+	if b.Rate == 0 {
+		b.Rate = d.rate
+	}
+	if b.Burst == 0 {
+		b.Burst = d.burst
 	}
 	if b.Endpoint != "" {
 		u, err := url.Parse(b.Endpoint)
@@ -80,7 +118,7 @@ func (b *Binding) Validate() error {
 		return fmt.Errorf("%w: burst %d: must be 1–100000", ErrInvalidInstance, b.Burst)
 	}
 	if b.QuotaKey == "" {
-		b.QuotaKey = b.Platform + ":" + b.Region
+		b.QuotaKey = b.Platform + ":" + b.Region + b.TenantID + b.WorkspaceSID
 		if b.Endpoint != "" {
 			b.QuotaKey += ":" + b.Endpoint
 		}
@@ -94,6 +132,9 @@ func (b *Binding) Validate() error {
 var (
 	amazonConnectInstanceID = regexp.MustCompile(`^[A-Za-z0-9-]{1,100}$`)
 	awsRegion               = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
+	platformID              = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
+	twilioWorkspaceSID      = regexp.MustCompile(`^WS[0-9a-f]{32}$`)
+	genesysRegion           = regexp.MustCompile(`^[a-z0-9-]+(\.[a-z0-9-]+)+$`)
 )
 
 // decodeInstance decodes the record stored under key instanceID. The key is

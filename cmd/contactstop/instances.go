@@ -88,9 +88,11 @@ environment (the AWS SDK's default chain).`,
 	o.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "display name")
-	f.StringVar(&binding.Platform, "platform", "", "bind to a contact-center platform: amazon-connect, or none (the store alone)")
+	f.StringVar(&binding.Platform, "platform", "", "bind to a contact-center platform: amazon-connect, cxone, twilio or genesys; none: the store alone")
 	f.StringVar(&binding.ConnectInstanceID, "connect-instance-id", "", "Amazon Connect instance id (--platform amazon-connect)")
-	f.StringVar(&binding.Region, "region", "", "the platform's region, e.g. us-east-1")
+	f.StringVar(&binding.Region, "region", "", "the platform's region: an AWS Region (us-east-1) for amazon-connect, the region's host (mypurecloud.com, usw2.pure.cloud) for genesys")
+	f.StringVar(&binding.TenantID, "tenant-id", "", "NICE CXone tenant id (--platform cxone): the API host is discovered from it")
+	f.StringVar(&binding.WorkspaceSID, "workspace-sid", "", "Twilio TaskRouter workspace sid (--platform twilio), whose tasks are the contacts")
 	f.StringVar(&binding.Endpoint, "endpoint", "", "override the platform's API address (a VPC endpoint, a proxy)")
 	f.Float64Var(&binding.Rate, "rate", 0, "stop calls per second for every serve together (default: the platform's quota, 10 for Amazon Connect)")
 	f.IntVar(&binding.Burst, "burst", 0, "stop calls allowed at once after a quiet spell (default: the platform's, 15 for Amazon Connect)")
@@ -100,7 +102,7 @@ environment (the AWS SDK's default chain).`,
 
 // boundFlagsSet names a binding flag given without --platform, or "".
 func boundFlagsSet(cmd *cobra.Command) string {
-	for _, n := range []string{"connect-instance-id", "region", "endpoint", "rate", "burst", "quota-key"} {
+	for _, n := range []string{"connect-instance-id", "region", "tenant-id", "workspace-sid", "endpoint", "rate", "burst", "quota-key"} {
 		if cmd.Flags().Changed(n) {
 			return n
 		}
@@ -113,7 +115,7 @@ func bindingText(b *store.Binding) string {
 	if b == nil {
 		return "-"
 	}
-	s := b.Platform + " " + b.ConnectInstanceID + " (" + b.Region
+	s := b.Platform + " " + b.ConnectInstanceID + b.TenantID + b.WorkspaceSID + " (" + b.Region
 	if b.Endpoint != "" {
 		s += ", " + b.Endpoint
 	}
