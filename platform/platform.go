@@ -135,3 +135,21 @@ func Retryable(err error) bool {
 	k := KindOf(err)
 	return k == Transient || k == Throttled
 }
+
+// Lister is a platform that can list its active contacts (CXone's active
+// contacts, Twilio's TaskRouter tasks, Genesys Cloud's queued
+// conversations; Amazon Connect cannot, its inventory comes from events).
+// `contacts sync` and serve's periodic sync keep the store's inventory of
+// a bound instance current from it.
+type Lister interface {
+	// ListActive calls fn for every active contact the platform has now,
+	// page by page, until fn returns an error (returned as is) or the
+	// list ends. Failures are *Error.
+	ListActive(ctx context.Context, fn func(Listed) error) error
+}
+
+// Listed is one active contact of a Lister.
+type Listed struct {
+	ContactID string
+	Status
+}
