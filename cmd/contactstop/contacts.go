@@ -20,9 +20,9 @@ import (
 func newContactsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "contacts",
-		Short: "Write, read, list and seed contacts in the state store",
+		Short: "Write, read, list, seed and sync contacts in the state store",
 	}
-	cmd.AddCommand(newContactsPutCmd(), newContactsGetCmd(), newContactsListCmd(), newContactsSeedCmd())
+	cmd.AddCommand(newContactsPutCmd(), newContactsGetCmd(), newContactsListCmd(), newContactsSeedCmd(), newContactsSyncCmd())
 	return cmd
 }
 

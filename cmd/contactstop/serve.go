@@ -49,6 +49,7 @@ type serveOptions struct {
 	authSecrets     []string
 	authLeeway      time.Duration
 	ingestKey       string
+	syncInterval    time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -107,6 +108,7 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.DurationVar(&o.topology.MaxAge, "max-age", worker.DefaultMaxAge, "how long requests, results and the outcome records of failed requests are kept")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, wait this long for in-flight requests")
 	f.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz on this address (e.g. :8080); empty: off")
+	f.DurationVar(&o.syncInterval, "sync-interval", time.Minute, "bring the inventory of instances bound to a platform that lists its contacts (cxone, twilio, genesys) up to date this often, once across the replicas; 0: off")
 	f.StringVar(&o.ingestKey, "ingest-key", "", "with --http: accept Amazon Connect contact events at POST /ingest/amazon-connect from senders presenting the key in this file (at least 16 bytes) as Authorization: Bearer or X-Api-Key; empty: off")
 	f.StringVar(&o.config, "config", "", "YAML file of settings, keys being flag names (workers: 64)")
 	f.StringArrayVar(&o.authKeys, "auth-key", nil, "turn authorization on: a PEM file of an Ed25519 public key (repeatable; see docs/security.md)")
@@ -308,6 +310,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	o.worker.Platforms = platforms
+	if o.syncInterval > 0 {
+		go runSyncs(ctx, js, st, platforms, o.syncInterval, log.Named("inventory"))
+	}
 	wk, err := worker.New(js, st, o.worker)
 	if err != nil {
 		return err

@@ -131,9 +131,13 @@ func (r *Registry) boundFor(ctx context.Context, b store.Binding) (*worker.Bound
 	if err != nil {
 		return nil, fmt.Errorf("platform %s of %s: %w", b.Platform, b.QuotaKey, err)
 	}
+	var ip platform.Platform = &instrumented{p: p, name: b.Platform, m: r.metrics}
+	if l, ok := p.(platform.Lister); ok {
+		ip = &instrumentedLister{instrumented: ip.(*instrumented), l: l}
+	}
 	wb := &worker.Bound{
 		Name:     b.Platform,
-		Platform: &instrumented{p: p, name: b.Platform, m: r.metrics},
+		Platform: ip,
 		// Every API of the platform has its own limit: DescribeContact
 		// gets a budget of its own, of the binding's size.
 		Stops:     budgetOf{r.cfg.Budgets.Get(b.QuotaKey, b.Rate, b.Burst)},
@@ -177,6 +181,40 @@ func (i *instrumented) DescribeContact(ctx context.Context, contactID string) (p
 	st, err := i.p.DescribeContact(ctx, contactID)
 	i.m.call(i.name, "DescribeContact", err, time.Since(start))
 	return st, err
+}
+
+// instrumentedLister is instrumented for a platform that lists its
+// active contacts.
+type instrumentedLister struct {
+	*instrumented
+	l platform.Lister
+}
+
+func (i *instrumentedLister) ListActive(ctx context.Context, fn func(platform.Listed) error) error {
+	start := time.Now()
+	err := i.l.ListActive(ctx, fn)
+	i.m.call(i.name, "ListActive", err, time.Since(start))
+	return err
+}
+
+// Lists passes the platform's coverage on (inventory.Coverage).
+func (i *instrumentedLister) Lists(contactID string) bool {
+	if c, ok := i.l.(interface{ Lists(string) bool }); ok {
+		return c.Lists(contactID)
+	}
+	return true
+}
+
+// Lister returns the platform instanceID is bound to as a Lister, or nil
+// when it is not bound or its platform cannot list its contacts (Amazon
+// Connect: its inventory comes from events).
+func (r *Registry) Lister(ctx context.Context, instanceID string) (platform.Lister, error) {
+	b, err := r.For(ctx, instanceID)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	l, _ := b.Platform.(platform.Lister)
+	return l, nil
 }
 
 type metrics struct {
