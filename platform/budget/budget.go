@@ -305,8 +305,9 @@ type Budget struct {
 }
 
 type waiter struct {
-	ready   chan struct{} // closed when granted
-	granted bool          // under Budget.mu
+	ready     chan struct{} // closed when granted
+	granted   bool          // under Budget.mu
+	grantedAt time.Time     // under Budget.mu
 }
 
 type pendingThrottle struct {
@@ -321,9 +322,31 @@ func (b *Budget) Key() string { return b.key }
 // returns nil; or returns the context's error when it ends first, or
 // ErrClosed once the Budgets are closed. High waiters go before Low ones,
 // in this process and across processes (see the package documentation).
+//
+// A grant the caller takes up more than one token interval late (its
+// goroutine starved of CPU) is given up and waited for again: calls made
+// that late would reach the platform bunched with the next ones, beyond
+// its rate, whatever the grants' spacing.
 func (b *Budget) Wait(ctx context.Context, p Priority) error {
+	for {
+		late, err := b.wait(ctx, p)
+		if err != nil || late <= b.interval() {
+			return err
+		}
+		b.bs.metrics.late(b.key)
+	}
+}
+
+func (b *Budget) interval() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.limits.interval()
+}
+
+// wait is one Wait: how late the grant was taken up, or the error.
+func (b *Budget) wait(ctx context.Context, p Priority) (time.Duration, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	if p != High {
 		p = Low
@@ -333,7 +356,7 @@ func (b *Budget) Wait(ctx context.Context, p Priority) error {
 	b.mu.Lock()
 	if b.bs.ctx.Err() != nil {
 		b.mu.Unlock()
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	if p == High {
 		b.high = append(b.high, w)
@@ -346,7 +369,10 @@ func (b *Budget) Wait(ctx context.Context, p Priority) error {
 	select {
 	case <-w.ready:
 		b.bs.metrics.waited(p, time.Since(start))
-		return nil
+		b.mu.Lock()
+		late := time.Since(w.grantedAt)
+		b.mu.Unlock()
+		return late, nil
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-b.bs.ctx.Done():
@@ -356,14 +382,14 @@ func (b *Budget) Wait(ctx context.Context, p Priority) error {
 	defer b.mu.Unlock()
 	if w.granted { // granted meanwhile: the token is taken, use it
 		b.bs.metrics.waited(p, time.Since(start))
-		return nil
+		return 0, nil
 	}
 	if p == High {
 		b.high = slices.DeleteFunc(b.high, func(x *waiter) bool { return x == w })
 	} else {
 		b.low = slices.DeleteFunc(b.low, func(x *waiter) bool { return x == w })
 	}
-	return err
+	return 0, err
 }
 
 // Throttled reports that the platform refused a call for its rate limit:
@@ -581,15 +607,16 @@ func (b *Budget) grant(n int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var high, low int
+	now := time.Now()
 	for ; n > 0 && len(b.high) > 0; n-- {
-		b.high[0].granted = true
+		b.high[0].granted, b.high[0].grantedAt = true, now
 		close(b.high[0].ready)
 		b.high[0] = nil
 		b.high = b.high[1:]
 		high++
 	}
 	for ; n > 0 && len(b.low) > 0; n-- {
-		b.low[0].granted = true
+		b.low[0].granted, b.low[0].grantedAt = true, now
 		close(b.low[0].ready)
 		b.low[0] = nil
 		b.low = b.low[1:]

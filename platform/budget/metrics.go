@@ -9,12 +9,13 @@ import (
 // metrics are the budgets' Prometheus metrics, one collector registered
 // by Open and unregistered by Close. A nil *metrics records nothing.
 type metrics struct {
-	bs        *Budgets
-	grants    *prometheus.CounterVec
-	wait      *prometheus.HistogramVec
-	throttles *prometheus.CounterVec
-	rate      *prometheus.Desc
-	granted   *prometheus.Desc
+	bs         *Budgets
+	grants     *prometheus.CounterVec
+	wait       *prometheus.HistogramVec
+	throttles  *prometheus.CounterVec
+	lateGrants *prometheus.CounterVec
+	rate       *prometheus.Desc
+	granted    *prometheus.Desc
 }
 
 func newMetrics(bs *Budgets) *metrics {
@@ -33,6 +34,10 @@ func newMetrics(bs *Budgets) *metrics {
 			Name: "contactstop_platform_budget_throttles_total",
 			Help: "Throttling answers of the platform reported by this process, by quota key; each pauses every process sharing the budget.",
 		}, []string{"quota_key"}),
+		lateGrants: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "contactstop_platform_budget_late_grants_total",
+			Help: "Grants given up because the caller took them up more than one token interval late (starved of CPU): the call waits for a fresh grant.",
+		}, []string{"quota_key"}),
 		rate: prometheus.NewDesc("contactstop_platform_budget_rate",
 			"The configured budget of a quota key, in calls per second, shared by every process.",
 			[]string{"quota_key"}, nil),
@@ -46,6 +51,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.grants.Describe(ch)
 	m.wait.Describe(ch)
 	m.throttles.Describe(ch)
+	m.lateGrants.Describe(ch)
 	ch <- m.rate
 	ch <- m.granted
 }
@@ -54,6 +60,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.grants.Collect(ch)
 	m.wait.Collect(ch)
 	m.throttles.Collect(ch)
+	m.lateGrants.Collect(ch)
 	now := time.Now()
 	for _, b := range m.bs.budgets() {
 		rate, granted := b.rates(now)
@@ -113,4 +120,11 @@ func (w *rateWindow) perSecond(now time.Time) float64 {
 		}
 	}
 	return float64(sum) / ((rateSlots - 1) * rateSlot).Seconds()
+}
+
+func (m *metrics) late(key string) {
+	if m == nil {
+		return
+	}
+	m.lateGrants.WithLabelValues(key).Inc()
 }
