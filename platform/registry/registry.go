@@ -17,6 +17,8 @@ import (
 	"github.com/contactstop/contactstop/platform"
 	"github.com/contactstop/contactstop/platform/amazonconnect"
 	"github.com/contactstop/contactstop/platform/budget"
+	"github.com/contactstop/contactstop/platform/cxone"
+	"github.com/contactstop/contactstop/platform/genesys"
 	"github.com/contactstop/contactstop/store"
 	"github.com/contactstop/contactstop/worker"
 )
@@ -90,6 +92,12 @@ func NewAdapter(ctx context.Context, b store.Binding, onAttempt func(op string))
 	case store.PlatformAmazonConnect:
 		return amazonconnect.New(ctx, amazonconnect.Config{ConnectInstanceID: b.ConnectInstanceID, Region: b.Region,
 			Endpoint: b.Endpoint, OnAttempt: onAttempt})
+	case store.PlatformCXone:
+		// --endpoint stands for CXone's hosts: its API and its token issuer
+		// (a proxy in front of both, or a fake).
+		return cxone.New(ctx, cxone.Config{TenantID: b.TenantID, Endpoint: b.Endpoint, DiscoveryURL: b.Endpoint, OnAttempt: onAttempt})
+	case store.PlatformGenesys:
+		return genesys.New(ctx, genesys.Config{Region: b.Region, Endpoint: b.Endpoint, OnAttempt: onAttempt})
 	}
 	return nil, fmt.Errorf("registry: platform %q is not supported", b.Platform)
 }
