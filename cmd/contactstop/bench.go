@@ -45,6 +45,7 @@ type benchOptions struct {
 	sec        natsSecurity
 
 	platformClear int
+	platform      string
 	platformRate  float64
 	platformBurst int
 }
@@ -170,7 +171,8 @@ Exit code 0 when verification passed, 1 otherwise.`,
 	f.BoolVar(&o.bulk, "bulk", false, "also measure a bulk clear of --count contacts")
 	f.IntVar(&o.replicas, "replicas", 1, "stream and bucket replicas (3 on a cluster)")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
-	f.IntVar(&o.platformClear, "platform-clear", 0, "instead of the phases above: clear this many contacts of two instances bound to a fake Amazon Connect with one shared budget, from two worker processes, with single stops meanwhile; report the rate reached against the budget")
+	f.IntVar(&o.platformClear, "platform-clear", 0, "instead of the phases above: clear this many contacts of two instances bound to a platform's fake (--platform) with one shared budget, from two worker processes, with single stops meanwhile; report the rate reached against the budget")
+	f.StringVar(&o.platform, "platform", "amazon-connect", "--platform-clear: the platform whose fake is measured: amazon-connect, cxone or genesys")
 	f.Float64Var(&o.platformRate, "platform-rate", 10, "--platform-clear: the budget and the fake's quota, StopContact calls per second")
 	f.IntVar(&o.platformBurst, "platform-burst", 15, "--platform-clear: the budget's and the fake's burst")
 	o.sec.register(f)

@@ -19,6 +19,8 @@ import (
 	"github.com/contactstop/contactstop/events"
 	"github.com/contactstop/contactstop/internal/embedded"
 	"github.com/contactstop/contactstop/platform/amazonconnect/connecttest"
+	"github.com/contactstop/contactstop/platform/cxone/cxonetest"
+	"github.com/contactstop/contactstop/platform/genesys/genesystest"
 	"github.com/contactstop/contactstop/store"
 )
 
@@ -32,6 +34,7 @@ import (
 
 // platformReport is what the platform phase measured.
 type platformReport struct {
+	Platform string  `json:"platform"`
 	Contacts int     `json:"contacts"`
 	Replicas int     `json:"replicas"`
 	Rate     float64 `json:"rate"`
@@ -61,9 +64,109 @@ type platformReport struct {
 	Problems        []string  `json:"problems,omitempty"`
 }
 
+// benchFake is one platform's fake as the platform phase drives it.
+type benchFake struct {
+	// binding binds an instance to the fake (the budget's fields aside).
+	binding store.Binding
+	// env is the credentials the workers read from their environment.
+	env []string
+	// add adds an active contact: queued, or with an agent.
+	add func(id string, queued bool)
+	// effects is how many stops ended a contact.
+	effects func(id string) int
+	// stops are the times of the stop calls the fake received, and how
+	// many of them it refused for its quota.
+	stops func() (at []time.Time, throttled int)
+	close func()
+}
+
+// startBenchFake starts the fake of a platform whose stop operation's quota
+// is rate and burst, as the platform enforces its own.
+func startBenchFake(name string, rate float64, burst int) (*benchFake, error) {
+	enq := time.Now().Add(-time.Minute)
+	switch name {
+	case store.PlatformAmazonConnect:
+		f := connecttest.Start(connecttest.WithInstance(benchConnectID), connecttest.WithQuota(connecttest.OpStopContact, rate, burst))
+		return &benchFake{
+			binding: store.Binding{Platform: name, ConnectInstanceID: benchConnectID, Region: f.Region, Endpoint: f.URL()},
+			env:     []string{"AWS_ACCESS_KEY_ID=" + f.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + f.SecretAccessKey, "AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"},
+			add: func(id string, queued bool) {
+				c := connecttest.Contact{ID: id, AgentConnected: !queued}
+				if queued {
+					c.QueueID, c.EnqueuedAt = "q", enq
+				}
+				f.AddContact(benchConnectID, c)
+			},
+			effects: f.StopEffects,
+			stops: func() (at []time.Time, throttled int) {
+				for _, c := range f.Calls() {
+					if c.Op == connecttest.OpStopContact {
+						at = append(at, c.At)
+						if c.Code == "ThrottlingException" {
+							throttled++
+						}
+					}
+				}
+				return at, throttled
+			},
+			close: f.Close,
+		}, nil
+	case store.PlatformCXone:
+		f := cxonetest.Start(cxonetest.WithQuota(cxonetest.OpStopContact, rate, burst))
+		return &benchFake{
+			binding: store.Binding{Platform: name, TenantID: f.TenantID, Endpoint: f.URL()},
+			env: []string{"CXONE_ACCESS_KEY_ID=" + f.AccessKeyID, "CXONE_ACCESS_KEY_SECRET=" + f.AccessKeySecret,
+				"CXONE_CLIENT_ID=" + f.ClientID, "CXONE_CLIENT_SECRET=" + f.ClientSecret},
+			add: func(id string, queued bool) {
+				c := cxonetest.Contact{ID: id, AgentConnected: !queued}
+				if queued {
+					c.SkillID, c.EnqueuedAt = "q", enq
+				}
+				f.AddContact(c)
+			},
+			effects: f.StopEffects,
+			stops: func() (at []time.Time, throttled int) {
+				for _, c := range f.CallsOf(cxonetest.OpStopContact) {
+					at = append(at, c.At)
+					if c.Status == 429 {
+						throttled++
+					}
+				}
+				return at, throttled
+			},
+			close: f.Close,
+		}, nil
+	case store.PlatformGenesys:
+		// The stop quota stands for the client's limit (300 requests a minute by
+		// default), which also counts the other calls.
+		f := genesystest.Start(genesystest.WithQuota(genesystest.OpDisconnect, rate, burst), genesystest.WithClientLimit(0, time.Minute))
+		return &benchFake{
+			binding: store.Binding{Platform: name, Region: "mypurecloud.com", Endpoint: f.URL()},
+			env:     []string{"GENESYSCLOUD_OAUTHCLIENT_ID=" + f.ClientID, "GENESYSCLOUD_OAUTHCLIENT_SECRET=" + f.ClientSecret},
+			add: func(id string, queued bool) {
+				f.AddConversation(genesystest.Conversation{ID: id, QueueID: "q", EnqueuedAt: enq, AgentConnected: !queued})
+			},
+			effects: f.StopEffects,
+			stops: func() (at []time.Time, throttled int) {
+				for _, c := range f.Calls() {
+					if c.Op == genesystest.OpDisconnect {
+						at = append(at, c.At)
+						if c.Status == 429 {
+							throttled++
+						}
+					}
+				}
+				return at, throttled
+			},
+			close: f.Close,
+		}, nil
+	}
+	return nil, fmt.Errorf("--platform %q: amazon-connect, cxone or genesys", name)
+}
+
 const (
-	benchPlatformA  = "bench-connect-a"
-	benchPlatformB  = "bench-connect-b"
+	benchPlatformA  = "bench-platform-a"
+	benchPlatformB  = "bench-platform-b"
 	benchConnectID  = "bench-0000-0000-0000-connect"
 	benchQuotaKey   = "bench-quota"
 	benchSingles    = 8
@@ -104,35 +207,38 @@ func runPlatformBench(ctx context.Context, log io.Writer, o benchOptions) (*plat
 	_ = b.js.DeleteKeyValue(ctx, "contactstop-budgets")
 
 	rate, burst := o.platformRate, o.platformBurst
-	fake := connecttest.Start(connecttest.WithInstance(benchConnectID), connecttest.WithQuota(connecttest.OpStopContact, rate, burst))
-	defer fake.Close()
-	rep := &platformReport{Contacts: o.platformClear, Replicas: 2, Rate: rate, Burst: burst, TokenIntervalMS: 1000 / rate}
+	fake, err := startBenchFake(o.platform, rate, burst)
+	if err != nil {
+		return nil, err
+	}
+	defer fake.close()
+	rep := &platformReport{Platform: o.platform, Contacts: o.platformClear, Replicas: 2, Rate: rate, Burst: burst, TokenIntervalMS: 1000 / rate}
 
 	// Two instances, one quota key: their clears share one budget.
 	half := [2]int{o.platformClear / 2, o.platformClear - o.platformClear/2}
-	enq := time.Now().Add(-time.Minute)
 	for k, inst := range []string{benchPlatformA, benchPlatformB} {
-		_, err := b.st.PutInstance(ctx, store.Instance{InstanceID: inst, Binding: &store.Binding{Platform: store.PlatformAmazonConnect,
-			ConnectInstanceID: benchConnectID, Region: fake.Region, Endpoint: fake.URL(), Rate: rate, Burst: burst, QuotaKey: benchQuotaKey}})
+		bd := fake.binding
+		bd.Rate, bd.Burst, bd.QuotaKey = rate, burst, benchQuotaKey
+		_, err := b.st.PutInstance(ctx, store.Instance{InstanceID: inst, Binding: &bd})
 		if err != nil {
 			return nil, err
 		}
-		prefix := fmt.Sprintf("p%d-", k)
+		prefix := fmt.Sprintf("%d00", k+1)
 		for i := range half[k] {
-			fake.AddContact(benchConnectID, connecttest.Contact{ID: prefix + strconv.Itoa(i), QueueID: "q", EnqueuedAt: enq})
+			fake.add(prefix+strconv.Itoa(i), true)
 		}
 		if err := b.seedContacts(ctx, inst, prefix, half[k]); err != nil {
 			return nil, err
 		}
 	}
 	for i := range benchSingles {
-		fake.AddContact(benchConnectID, connecttest.Contact{ID: "single-" + strconv.Itoa(i), AgentConnected: true})
+		fake.add(benchSingleID(i), false)
 	}
 
 	env := append(slices.DeleteFunc(os.Environ(), func(e string) bool {
-		return strings.HasPrefix(e, "CONTACTSTOP_") || strings.HasPrefix(e, "AWS_")
-	}), "AWS_ACCESS_KEY_ID="+fake.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+fake.SecretAccessKey,
-		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+		return strings.HasPrefix(e, "CONTACTSTOP_") || strings.HasPrefix(e, "AWS_") || strings.HasPrefix(e, "CXONE_") ||
+			strings.HasPrefix(e, "GENESYSCLOUD_") || strings.HasPrefix(e, "TWILIO_")
+	}), fake.env...)
 	var children []*exec.Cmd
 	defer func() {
 		for _, c := range children {
@@ -147,7 +253,7 @@ func runPlatformBench(ctx context.Context, log io.Writer, o benchOptions) (*plat
 		return nil, err
 	}
 	for range rep.Replicas {
-		c := exec.Command(exe, "serve", "--nats-url", b.url, "--workers", "64", "--log-level", "warn")
+		c := exec.Command(exe, "serve", "--nats-url", b.url, "--workers", "64", "--log-level", "warn", "--sync-interval", "0")
 		c.Args = append(c.Args, o.sec.args()...)
 		c.Stdout, c.Stderr, c.Env = os.Stderr, os.Stderr, env
 		if err := c.Start(); err != nil {
@@ -158,8 +264,8 @@ func runPlatformBench(ctx context.Context, log io.Writer, o benchOptions) (*plat
 	// Wait for the workers' consumers (serve provisions them).
 	time.Sleep(2 * time.Second)
 
-	b.say("platform: clearing %d contacts on 2 instances bound to one budget (%g/s, burst %d), %d single requests meanwhile",
-		o.platformClear, rate, burst, benchSingles)
+	b.say("platform %s: clearing %d contacts on 2 instances bound to one budget (%g/s, burst %d), %d single requests meanwhile",
+		o.platform, o.platformClear, rate, burst, benchSingles)
 	pub := events.NewPublisher(b.js)
 	start := time.Now()
 	for _, inst := range []string{benchPlatformA, benchPlatformB} {
@@ -171,7 +277,7 @@ func runPlatformBench(ctx context.Context, log io.Writer, o benchOptions) (*plat
 	// Single requests, two a second, once the clears are under way.
 	time.Sleep(2 * time.Second)
 	for i := range benchSingles {
-		id := "single-" + strconv.Itoa(i)
+		id := benchSingleID(i)
 		sent := time.Now()
 		if _, err := pub.Stop(ctx, events.StopRequest{RequestID: "r-" + id, ContactID: id, InstanceID: benchPlatformA}); err != nil {
 			return nil, err
@@ -191,16 +297,8 @@ func runPlatformBench(ctx context.Context, log io.Writer, o benchOptions) (*plat
 	}
 	rep.ClearSeconds = time.Since(start).Seconds()
 
-	var stops []time.Time
-	for _, c := range fake.Calls() {
-		if c.Op != connecttest.OpStopContact {
-			continue
-		}
-		stops = append(stops, c.At)
-		if c.Code == "ThrottlingException" {
-			rep.Throttled++
-		}
-	}
+	stops, throttled := fake.stops()
+	rep.Throttled = throttled
 	if len(stops) > 1 {
 		rep.Seconds = stops[len(stops)-1].Sub(stops[0]).Seconds()
 		rep.CallsPerSecond = float64(len(stops)-1) / rep.Seconds
@@ -226,15 +324,15 @@ func runPlatformBench(ctx context.Context, log io.Writer, o benchOptions) (*plat
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d StopContact calls not throttled, want %d (one per contact)", len(stops)-rep.Throttled, want))
 	}
 	for i := range benchSingles {
-		id := "single-" + strconv.Itoa(i)
-		if n := fake.StopEffects(id); n != 1 {
+		id := benchSingleID(i)
+		if n := fake.effects(id); n != 1 {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s stopped %d times on the platform", id, n))
 		}
 	}
 	for k, inst := range []string{benchPlatformA, benchPlatformB} {
 		for i := range half[k] {
-			id := fmt.Sprintf("p%d-%d", k, i)
-			if n := fake.StopEffects(id); n != 1 {
+			id := fmt.Sprintf("%d00%d", k+1, i)
+			if n := fake.effects(id); n != 1 {
 				rep.Problems = append(rep.Problems, fmt.Sprintf("%s stopped %d times on the platform", id, n))
 			}
 			c, err := b.st.GetContact(ctx, inst, id)
@@ -282,7 +380,7 @@ func waitCompleted(ctx context.Context, st *store.KV, inst, bulkID string) error
 
 func printPlatformTable(out io.Writer, r *platformReport) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "platform clear\t%d contacts, %d replicas, budget %g/s burst %d (fake Amazon Connect, same quota)\n", r.Contacts, r.Replicas, r.Rate, r.Burst)
+	fmt.Fprintf(tw, "platform clear\t%s: %d contacts, %d replicas, budget %g/s burst %d (the platform's fake, the same quota)\n", r.Platform, r.Contacts, r.Replicas, r.Rate, r.Burst)
 	fmt.Fprintf(tw, "StopContact calls\t%.2f/s over %.1f s; sustained (burst left out) %.2f/s = %.1f%% of the budget\n",
 		r.CallsPerSecond, r.Seconds, r.SustainedPerSecond, 100*r.SustainedToRate)
 	fmt.Fprintf(tw, "most calls in one second\t%d (budget allows %d)\n", r.MaxCallsInASecond, r.Burst+int(r.Rate))
@@ -296,3 +394,7 @@ func printPlatformTable(out io.Writer, r *platformReport) {
 	fmt.Fprintf(tw, "verification\t%s\n", verdict)
 	_ = tw.Flush()
 }
+
+// benchSingleID is the contact of the i-th single request: numeric, as
+// CXone's contact ids are.
+func benchSingleID(i int) string { return "900" + strconv.Itoa(i) }

@@ -67,13 +67,18 @@ func TestBench(t *testing.T) {
 // budget, and verification passes.
 func TestBenchPlatform(t *testing.T) {
 	t.Setenv("CS_TEST_AS_CONTACTSTOP", "1")
-	out, err := run(t, "bench", "--platform-clear", "60", "--platform-rate", "40", "--platform-burst", "10", "--json")
-	require.NoError(t, err, out)
-	var rep platformReport
-	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
-	require.True(t, rep.Verified, rep.Problems)
-	require.Equal(t, 60, rep.Contacts)
-	require.Len(t, rep.SingleMS, benchSingles)
-	require.Positive(t, rep.SustainedPerSecond)
-	require.LessOrEqual(t, rep.MaxCallsInASecond, 50, "within the budget")
+	for _, p := range []string{"amazon-connect", "cxone", "genesys"} {
+		t.Run(p, func(t *testing.T) {
+			out, err := run(t, "bench", "--platform-clear", "60", "--platform", p, "--platform-rate", "40", "--platform-burst", "10", "--json")
+			require.NoError(t, err, out)
+			var rep platformReport
+			require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+			require.True(t, rep.Verified, rep.Problems)
+			require.Equal(t, p, rep.Platform)
+			require.Equal(t, 60, rep.Contacts)
+			require.Len(t, rep.SingleMS, benchSingles)
+			require.Positive(t, rep.SustainedPerSecond)
+			require.LessOrEqual(t, rep.MaxCallsInASecond, 50, "within the budget")
+		})
+	}
 }
