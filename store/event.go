@@ -210,8 +210,10 @@ type BindingIndex struct {
 // bindingSnapshot is one reading of the instances bucket.
 type bindingSnapshot struct {
 	at time.Time
-	// byConnect maps an Amazon Connect instance id to its instance.
-	byConnect map[string]Instance
+	// byID maps a platform's own instance id (an Amazon Connect instance
+	// id, a Twilio TaskRouter workspace sid), prefixed with the platform's
+	// name and a NUL, to its instance.
+	byID map[string]Instance
 	// bad names the records that could not be read, if any: an id not
 	// found may be bound by one of them.
 	bad error
@@ -235,8 +237,16 @@ func NewBindingIndex(kv *KV) *BindingIndex { return &BindingIndex{kv: kv} }
 // when none is, and a transient error when the instances bucket cannot be
 // read (or holds records that cannot be, one of which may be the binding).
 func (x *BindingIndex) InstanceByConnectID(ctx context.Context, connectInstanceID string) (Instance, error) {
+	return x.InstanceByPlatformID(ctx, PlatformAmazonConnect, connectInstanceID)
+}
+
+// InstanceByPlatformID is InstanceByConnectID for any platform whose
+// events name their own instance: Amazon Connect's instance id, Twilio's
+// TaskRouter workspace sid.
+func (x *BindingIndex) InstanceByPlatformID(ctx context.Context, platform, id string) (Instance, error) {
+	key := platform + "\x00" + id
 	if snap := x.snap.Load(); snap != nil && x.kv.now().Sub(snap.at) < bindingTTL {
-		if inst, ok := snap.byConnect[connectInstanceID]; ok {
+		if inst, ok := snap.byID[key]; ok {
 			return inst, nil
 		}
 	}
@@ -251,19 +261,19 @@ func (x *BindingIndex) InstanceByConnectID(ctx context.Context, connectInstanceI
 		x.snap.Store(fresh)
 		snap = fresh
 	}
-	if inst, ok := snap.byConnect[connectInstanceID]; ok {
+	if inst, ok := snap.byID[key]; ok {
 		return inst, nil
 	}
 	if snap.bad != nil {
-		return Instance{}, fmt.Errorf("store: find the instance bound to Amazon Connect instance %q: %w", connectInstanceID, snap.bad)
+		return Instance{}, fmt.Errorf("store: find the instance bound to %s instance %q: %w", platform, id, snap.bad)
 	}
-	return Instance{}, fmt.Errorf("%w: no instance is bound to Amazon Connect instance %q", ErrInstanceNotFound, connectInstanceID)
+	return Instance{}, fmt.Errorf("%w: no instance is bound to %s instance %q", ErrInstanceNotFound, platform, id)
 }
 
 // read reads every instance's binding. A record that cannot be read is
 // skipped, and named in the snapshot's bad.
 func (x *BindingIndex) read(ctx context.Context) (*bindingSnapshot, error) {
-	snap := &bindingSnapshot{at: x.kv.now(), byConnect: map[string]Instance{}}
+	snap := &bindingSnapshot{at: x.kv.now(), byID: map[string]Instance{}}
 	var bad []error
 	err := x.kv.walk(ctx, x.kv.instancesBucket, "*", func(key string, data []byte, _ uint64) error {
 		inst, err := decodeInstance(key, data)
@@ -275,11 +285,20 @@ func (x *BindingIndex) read(ctx context.Context) (*bindingSnapshot, error) {
 			return nil
 		}
 		b := inst.Binding
-		if b == nil || b.Platform != PlatformAmazonConnect {
+		var id string
+		switch {
+		case b == nil:
+			return nil
+		case b.Platform == PlatformAmazonConnect:
+			id = b.ConnectInstanceID
+		case b.Platform == PlatformTwilio && b.WorkspaceSID != "":
+			id = b.WorkspaceSID
+		default:
 			return nil
 		}
-		if prev, ok := snap.byConnect[b.ConnectInstanceID]; !ok || inst.InstanceID < prev.InstanceID {
-			snap.byConnect[b.ConnectInstanceID] = inst
+		byKey := b.Platform + "\x00" + id
+		if prev, ok := snap.byID[byKey]; !ok || inst.InstanceID < prev.InstanceID {
+			snap.byID[byKey] = inst
 		}
 		return nil
 	})

@@ -63,8 +63,8 @@ var platformDefaults = map[string]struct {
 }{
 	PlatformAmazonConnect: {10, 15}, // StopContact: 10/s, burst 15, per account and Region
 	PlatformCXone:         {10, 10},
-	PlatformTwilio:        {25, 25},
-	PlatformGenesys:       {5, 10}, // 300 requests per minute per OAuth client
+	PlatformTwilio:        {10, 10}, // no published per-second limit; each stop is a fetch and an update
+	PlatformGenesys:       {5, 10},  // 300 requests per minute per OAuth client
 }
 
 // Validate checks a binding, filling the defaults: the platform's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"os/exec"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"github.com/contactstop/contactstop/platform/amazonconnect/connecttest"
 	"github.com/contactstop/contactstop/platform/cxone/cxonetest"
 	"github.com/contactstop/contactstop/platform/genesys/genesystest"
+	"github.com/contactstop/contactstop/platform/twilio/twiliotest"
 	"github.com/contactstop/contactstop/store"
 )
 
@@ -68,6 +70,8 @@ type platformReport struct {
 type benchFake struct {
 	// binding binds an instance to the fake (the budget's fields aside).
 	binding store.Binding
+	// id is the platform's contact id for a name (nil: the name).
+	id func(string) string
 	// env is the credentials the workers read from their environment.
 	env []string
 	// add adds an active contact: queued, or with an agent.
@@ -160,8 +164,36 @@ func startBenchFake(name string, rate float64, burst int) (*benchFake, error) {
 			},
 			close: f.Close,
 		}, nil
+	case store.PlatformTwilio:
+		ws := twiliotest.NewSID("WS")
+		f := twiliotest.Start(twiliotest.WithWorkspace(ws), twiliotest.WithQuota(twiliotest.OpUpdateTask, rate, burst))
+		return &benchFake{
+			binding: store.Binding{Platform: name, WorkspaceSID: ws, Endpoint: f.URL()},
+			env:     []string{"TWILIO_ACCOUNT_SID=" + f.AccountSID, "TWILIO_AUTH_TOKEN=" + f.AuthToken},
+			id:      twiliotest.SID,
+			add: func(id string, queued bool) {
+				tk := twiliotest.Task{SID: id, Channel: "voice", AssignmentStatus: twiliotest.TaskAssigned}
+				if queued {
+					tk.AssignmentStatus, tk.TaskQueueSID = twiliotest.TaskPending, "WQ"+twiliotest.SID("q")[2:]
+				}
+				f.AddTask(ws, tk)
+			},
+			effects: f.StopEffects,
+			stops: func() (at []time.Time, throttled int) {
+				for _, c := range f.Calls() {
+					if c.Op == twiliotest.OpUpdateTask {
+						at = append(at, c.At)
+						if c.Status == 429 {
+							throttled++
+						}
+					}
+				}
+				return at, throttled
+			},
+			close: f.Close,
+		}, nil
 	}
-	return nil, fmt.Errorf("--platform %q: amazon-connect, cxone or genesys", name)
+	return nil, fmt.Errorf("--platform %q: amazon-connect, cxone, twilio or genesys", name)
 }
 
 const (
@@ -211,6 +243,10 @@ func runPlatformBench(ctx context.Context, log io.Writer, o benchOptions) (*plat
 	if err != nil {
 		return nil, err
 	}
+	id := fake.id
+	if id == nil {
+		id = func(name string) string { return name }
+	}
 	defer fake.close()
 	rep := &platformReport{Platform: o.platform, Contacts: o.platformClear, Replicas: 2, Rate: rate, Burst: burst, TokenIntervalMS: 1000 / rate}
 
@@ -225,14 +261,14 @@ func runPlatformBench(ctx context.Context, log io.Writer, o benchOptions) (*plat
 		}
 		prefix := fmt.Sprintf("%d00", k+1)
 		for i := range half[k] {
-			fake.add(prefix+strconv.Itoa(i), true)
+			fake.add(id(prefix+strconv.Itoa(i)), true)
 		}
-		if err := b.seedContacts(ctx, inst, prefix, half[k]); err != nil {
+		if err := b.seedPlatformContacts(ctx, inst, prefix, half[k], id); err != nil {
 			return nil, err
 		}
 	}
 	for i := range benchSingles {
-		fake.add(benchSingleID(i), false)
+		fake.add(id(benchSingleID(i)), false)
 	}
 
 	env := append(slices.DeleteFunc(os.Environ(), func(e string) bool {
@@ -277,12 +313,12 @@ func runPlatformBench(ctx context.Context, log io.Writer, o benchOptions) (*plat
 	// Single requests, two a second, once the clears are under way.
 	time.Sleep(2 * time.Second)
 	for i := range benchSingles {
-		id := benchSingleID(i)
+		cid := id(benchSingleID(i))
 		sent := time.Now()
-		if _, err := pub.Stop(ctx, events.StopRequest{RequestID: "r-" + id, ContactID: id, InstanceID: benchPlatformA}); err != nil {
+		if _, err := pub.Stop(ctx, events.StopRequest{RequestID: "r-" + benchSingleID(i), ContactID: cid, InstanceID: benchPlatformA}); err != nil {
 			return nil, err
 		}
-		if err := waitStopped(ctx, b.st, benchPlatformA, id); err != nil {
+		if err := waitStopped(ctx, b.st, benchPlatformA, cid); err != nil {
 			return nil, err
 		}
 		ms := float64(time.Since(sent).Microseconds()) / 1000
@@ -324,20 +360,20 @@ func runPlatformBench(ctx context.Context, log io.Writer, o benchOptions) (*plat
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d StopContact calls not throttled, want %d (one per contact)", len(stops)-rep.Throttled, want))
 	}
 	for i := range benchSingles {
-		id := benchSingleID(i)
-		if n := fake.effects(id); n != 1 {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("%s stopped %d times on the platform", id, n))
+		cid := id(benchSingleID(i))
+		if n := fake.effects(cid); n != 1 {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s stopped %d times on the platform", cid, n))
 		}
 	}
 	for k, inst := range []string{benchPlatformA, benchPlatformB} {
 		for i := range half[k] {
-			id := fmt.Sprintf("%d00%d", k+1, i)
-			if n := fake.effects(id); n != 1 {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("%s stopped %d times on the platform", id, n))
+			cid := id(fmt.Sprintf("%d00%d", k+1, i))
+			if n := fake.effects(cid); n != 1 {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s stopped %d times on the platform", cid, n))
 			}
-			c, err := b.st.GetContact(ctx, inst, id)
-			if err != nil || c.State != store.StateEnded || c.EndedBy != "clear-"+inst+"/"+id || c.Intent != nil {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("%s/%s not ENDED by its clear (%v)", inst, id, err))
+			c, err := b.st.GetContact(ctx, inst, cid)
+			if err != nil || c.State != store.StateEnded || c.EndedBy != "clear-"+inst+"/"+cid || c.Intent != nil {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s/%s not ENDED by its clear (%v)", inst, cid, err))
 			}
 		}
 	}
@@ -398,3 +434,16 @@ func printPlatformTable(out io.Writer, r *platformReport) {
 // benchSingleID is the contact of the i-th single request: numeric, as
 // CXone's contact ids are.
 func benchSingleID(i int) string { return "900" + strconv.Itoa(i) }
+
+// seedPlatformContacts writes n queued contacts id(prefix+i) of instance.
+func (b *bench) seedPlatformContacts(ctx context.Context, instance, prefix string, n int, id func(string) string) error {
+	_, err := b.st.SeedContacts(ctx, iter.Seq[store.Contact](func(yield func(store.Contact) bool) {
+		for i := range n {
+			if !yield(store.Contact{ContactID: id(prefix + strconv.Itoa(i)), InstanceID: instance,
+				State: store.StateQueued, QueueID: "q", Channel: store.ChannelVoice}) {
+				return
+			}
+		}
+	}))
+	return err
+}

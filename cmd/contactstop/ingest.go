@@ -118,15 +118,20 @@ func (in *ingestServer) routes(reg prometheus.Registerer) func(*http.ServeMux) {
 	if in == nil {
 		return nil
 	}
-	in.events = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "contactstop_ingest_events_total",
-		Help: "Platform events received at POST /ingest/…, by platform and outcome: applied (stored), unchanged (older than or the same as what is stored, or a type that changes nothing), rejected (4xx: never applicable, or not authenticated), failed (5xx: transient; the sender retries).",
-	}, []string{"platform", "outcome"})
+	in.events = newIngestEvents()
 	for _, o := range []string{ingestApplied, ingestUnchanged, ingestRejected, ingestFailed} {
 		in.events.WithLabelValues(store.PlatformAmazonConnect, o)
 	}
 	reg.MustRegister(in.events)
 	return func(mux *http.ServeMux) { mux.Handle(ingestPathAmazonConnect, in) }
+}
+
+// newIngestEvents is contactstop_ingest_events_total.
+func newIngestEvents() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "contactstop_ingest_events_total",
+		Help: "Platform events received at POST /ingest/…, by platform and outcome: applied (stored), unchanged (older than or the same as what is stored, or a type that changes nothing), rejected (4xx: never applicable, or not authenticated), failed (5xx: transient; the sender retries).",
+	}, []string{"platform", "outcome"})
 }
 
 // use makes the server apply events to st; until then it answers 503. It

@@ -50,6 +50,7 @@ type serveOptions struct {
 	authLeeway      time.Duration
 	ingestKey       string
 	syncInterval    time.Duration
+	ingestTwilio    bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -108,6 +109,7 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.DurationVar(&o.topology.MaxAge, "max-age", worker.DefaultMaxAge, "how long requests, results and the outcome records of failed requests are kept")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, wait this long for in-flight requests")
 	f.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz on this address (e.g. :8080); empty: off")
+	f.BoolVar(&o.ingestTwilio, "ingest-twilio", false, "with --http: accept TaskRouter event callbacks at POST /ingest/twilio, verified with the X-Twilio-Signature of TWILIO_AUTH_TOKEN")
 	f.DurationVar(&o.syncInterval, "sync-interval", time.Minute, "bring the inventory of instances bound to a platform that lists its contacts (cxone, twilio, genesys) up to date this often, once across the replicas; 0: off")
 	f.StringVar(&o.ingestKey, "ingest-key", "", "with --http: accept Amazon Connect contact events at POST /ingest/amazon-connect from senders presenting the key in this file (at least 16 bytes) as Authorization: Bearer or X-Api-Key; empty: off")
 	f.StringVar(&o.config, "config", "", "YAML file of settings, keys being flag names (workers: 64)")
@@ -191,10 +193,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 		log.Warn("authorization is OFF: any publisher may stop any contact; configure --auth-key or --auth-hs256-secret to require security-user tokens")
 	}
 
-	ingest, err := newIngest(o.ingestKey, o.http, log)
+	connectIngest, err := newIngest(o.ingestKey, o.http, log)
 	if err != nil {
 		return err
 	}
+	twilioIngest, err := newTwilioIngest(o.ingestTwilio, o.http, log)
+	if err != nil {
+		return err
+	}
+	ingest := ingests{connect: connectIngest, twilio: twilioIngest}
 
 	opts := []nats.Option{
 		nats.Name("contactstop serve"),

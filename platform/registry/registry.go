@@ -19,6 +19,7 @@ import (
 	"github.com/contactstop/contactstop/platform/budget"
 	"github.com/contactstop/contactstop/platform/cxone"
 	"github.com/contactstop/contactstop/platform/genesys"
+	"github.com/contactstop/contactstop/platform/twilio"
 	"github.com/contactstop/contactstop/store"
 	"github.com/contactstop/contactstop/worker"
 )
@@ -96,6 +97,8 @@ func NewAdapter(ctx context.Context, b store.Binding, onAttempt func(op string))
 		// --endpoint stands for CXone's hosts: its API and its token issuer
 		// (a proxy in front of both, or a fake).
 		return cxone.New(ctx, cxone.Config{TenantID: b.TenantID, Endpoint: b.Endpoint, DiscoveryURL: b.Endpoint, OnAttempt: onAttempt})
+	case store.PlatformTwilio:
+		return twilio.New(ctx, twilio.Config{WorkspaceSID: b.WorkspaceSID, Endpoint: b.Endpoint, OnAttempt: onAttempt})
 	case store.PlatformGenesys:
 		return genesys.New(ctx, genesys.Config{Region: b.Region, Endpoint: b.Endpoint, OnAttempt: onAttempt})
 	}
