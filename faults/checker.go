@@ -55,6 +55,12 @@ type Expect struct {
 	// identical result again") from a duplicate.
 	DuplicateWindow time.Duration
 	Outages         []Outage
+	// Bound lists the instances bound to a contact-center platform
+	// (store.Binding). Their records may be ENDED by
+	// store.EndedByPlatform (the platform reported the contact
+	// disconnected before a request could end it: no request's doing,
+	// no result) and carry stop intents while a request is in progress.
+	Bound []string
 }
 
 // Outage is a time when no worker could store anything.
@@ -194,6 +200,19 @@ type Report struct {
 	// BadRecordWritten: a planted bad record (Expect.BadRecords) was
 	// written or deleted.
 	BadRecordWritten int
+	// IntentLeft: a contact record that still carries a stop intent
+	// (stopIntent) once the worker is quiescent, unless every result of
+	// the intent's request is a retryable INTERNAL_ERROR: that request's
+	// stop may have taken effect on the platform, and the intent is what
+	// makes its resend ask the platform before calling again (and keeps
+	// other requests from calling meanwhile).
+	IntentLeft int
+
+	// Counted apart, not violations: contacts of Expect.Bound instances
+	// ENDED by the platform (store.EndedByPlatform), and intents kept
+	// because their request ended as a retryable INTERNAL_ERROR.
+	EndedByPlatform int
+	IntentsKept     int
 
 	// Documented, counted apart: identities with an identical copy of
 	// their final result stored after an outage longer than the duplicate
@@ -215,7 +234,7 @@ type Report struct {
 func (r *Report) Violations() int {
 	return r.Lost + r.Duplicated + r.DoubleTerminated + r.Phantom + r.WronglyEnded + r.EndedUnannounced +
 		r.FailedAndEnded + r.EndedUnmatched + r.StaleEnd + r.BulkCompletionProblems + r.BadResults + r.WrongOutcome +
-		r.BadRecordWritten
+		r.BadRecordWritten + r.IntentLeft
 }
 
 // String summarises the report on one line.
@@ -228,13 +247,13 @@ func (r *Report) String() string {
 	return fmt.Sprintf("requests %d (stored %d), bulk requests %d (contacts with results %d), contacts %d (+%d unreadable); "+
 		"results %d: stopped %d, failed %d %v (retryable %d), completions %d; "+
 		"LOST %d, DUPLICATED %d, DOUBLE-TERMINATED %d, PHANTOM %d, WRONGLY-ENDED %d, ENDED-UNANNOUNCED %d, FAILED-AND-ENDED %d, "+
-		"ENDED-UNMATCHED %d, STALE-END %d, BULK-COMPLETION %d, BAD-RESULTS %d, WRONG-OUTCOME %d, BAD-RECORD-WRITTEN %d; "+
-		"documented: copied after an outage %d",
+		"ENDED-UNMATCHED %d, STALE-END %d, BULK-COMPLETION %d, BAD-RESULTS %d, WRONG-OUTCOME %d, BAD-RECORD-WRITTEN %d, INTENT-LEFT %d; "+
+		"documented: copied after an outage %d; ended by the platform %d, intents kept %d",
 		r.Requests, r.StoredRequests, r.BulkRequests, r.BulkItems, r.Contacts, r.Unreadable,
 		r.Results, r.Stopped, r.Failed, reasons, r.Retryable, r.Completions,
 		r.Lost, r.Duplicated, r.DoubleTerminated, r.Phantom, r.WronglyEnded, r.EndedUnannounced, r.FailedAndEnded,
-		r.EndedUnmatched, r.StaleEnd, r.BulkCompletionProblems, r.BadResults, r.WrongOutcome, r.BadRecordWritten,
-		r.CopiedAfterOutage)
+		r.EndedUnmatched, r.StaleEnd, r.BulkCompletionProblems, r.BadResults, r.WrongOutcome, r.BadRecordWritten, r.IntentLeft,
+		r.CopiedAfterOutage, r.EndedByPlatform, r.IntentsKept)
 }
 
 func (r *Report) problem(count *int, format string, args ...any) {
@@ -331,6 +350,7 @@ func Check(ctx context.Context, js jetstream.JetStream, exp Expect) (*Report, er
 	c.checkRequests()
 	c.checkBulkItems()
 	c.checkContacts()
+	c.checkIntents()
 	c.checkReplaced()
 	c.checkBulks()
 	if err := c.checkBadRecords(ctx, js); err != nil {
@@ -693,6 +713,10 @@ func (c *checker) checkContacts() {
 		k := endedBy(ref, ct)
 		req := c.requests[k]
 		_, isItem := c.itemBulk(k)
+		if len(ids) == 0 && c.endedByPlatform(ref, ct, req, isItem) {
+			rep.EndedByPlatform++
+			continue
+		}
 		switch {
 		case req == nil && !isItem:
 			if others := c.requestIDs[bulkRef{k.Instance, k.ID}]; len(others) > 0 {
@@ -719,6 +743,52 @@ func (c *checker) checkContacts() {
 			rep.problem(&rep.EndedUnannounced, "ENDED UNANNOUNCED: contact %s is ENDED by %q, which has no contact.stopped: %s", ref, ct.EndedBy, describe(rs))
 		}
 	}
+}
+
+// endedByPlatform reports whether an ENDED record with no contact.stopped
+// is the platform's report of a disconnection, which a bound instance's
+// worker records (docs/design.md, "Platforms"): endedBy
+// store.EndedByPlatform, no endedBySeq, on an Expect.Bound instance, and no
+// stored request or bulk with that identity for the contact (else the
+// generic rules judge it).
+func (c *checker) endedByPlatform(ref ContactRef, ct store.Contact, req *storedRequest, isItem bool) bool {
+	return ct.EndedBy == store.EndedByPlatform && ct.EndedBySeq == 0 && req == nil && !isItem &&
+		slices.Contains(c.exp.Bound, ref.Instance)
+}
+
+// checkIntents checks that no record still carries a stop intent, unless
+// the intent's request ended as a retryable INTERNAL_ERROR (Report.IntentLeft).
+func (c *checker) checkIntents() {
+	rep := c.rep
+	for ref, ct := range c.contacts {
+		in := ct.Intent
+		if in == nil {
+			continue
+		}
+		k := RequestKey{ref.Instance, ref.ContactID, in.RequestID}
+		rs := c.results[k]
+		final, retry := finals(rs)
+		_, isItem := c.itemBulk(k)
+		switch {
+		case isItem && len(rs) > 0 && len(final) == 0:
+			// A bulk's contact answered INTERNAL_ERROR (retryable): kept.
+			rep.IntentsKept++
+			rep.note("contact %s keeps the intent of bulk contact %s, answered %s", ref, k, describe(rs))
+		case !isItem && len(final) == 0 && len(retry) > 0:
+			rep.IntentsKept++
+			rep.note("contact %s keeps the intent of request %s, answered only %s", ref, k, describe(retry))
+		default:
+			rep.problem(&rep.IntentLeft, "INTENT LEFT: contact %s (%s, endedBy %q) still carries the stop intent of %q (at %s), whose results are %s",
+				ref, ct.State, ct.EndedBy, in.RequestID, in.At.Format(time.RFC3339Nano), describeOrNone(rs))
+		}
+	}
+}
+
+func describeOrNone(rs []storedResult) string {
+	if len(rs) == 0 {
+		return "none"
+	}
+	return describe(rs)
 }
 
 // candidates returns the versions that may be the record the write at

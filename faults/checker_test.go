@@ -95,6 +95,31 @@ func (f *fixture) staleEnd(old store.Contact, current uint64, by string, seq uin
 	f.end(old, by, seq)
 }
 
+// intent records requestID's stop intent on the contact, as the
+// platform path does before it calls the platform.
+func (f *fixture) intent(c store.Contact, requestID string, seq uint64) store.Contact {
+	f.t.Helper()
+	c.Intent = &store.Intent{RequestID: requestID, RequestSeq: seq, At: time.Now().UTC()}
+	w, err := f.st.WriteContact(f.t.Context(), c, c.Revision)
+	require.NoError(f.t, err)
+	return w
+}
+
+// endedByPlatform records that the platform reported the contact
+// disconnected (the intent, if any, withdrawn), as the platform path does.
+func (f *fixture) endedByPlatform(c store.Contact) { f.platformEnd(c, store.EndedByPlatform, 0) }
+
+// platformEnd writes the ENDED record that replaces an intent, as the
+// platform path does once the platform answered.
+func (f *fixture) platformEnd(c store.Contact, by string, seq uint64) {
+	f.t.Helper()
+	ended := c
+	ended.PreviousState, ended.State, ended.EndedBy, ended.EndedBySeq = c.State, store.StateEnded, by, seq
+	ended.EndedAt, ended.UpdatedAt, ended.Intent = time.Now().UTC(), time.Now().UTC(), nil
+	_, err := f.st.WriteContact(f.t.Context(), ended, c.Revision)
+	require.NoError(f.t, err)
+}
+
 func (f *fixture) publish(subject string, body any, msgID string) uint64 {
 	f.t.Helper()
 	data, err := json.Marshal(body)
@@ -201,6 +226,7 @@ func counts(r *Report) map[string]int {
 		"wrongly": r.WronglyEnded, "unannounced": r.EndedUnannounced, "failedEnded": r.FailedAndEnded,
 		"unmatched": r.EndedUnmatched, "stale": r.StaleEnd, "bulk": r.BulkCompletionProblems, "badResult": r.BadResults,
 		"outcome": r.WrongOutcome, "badRecord": r.BadRecordWritten, "copied": r.CopiedAfterOutage,
+		"intentLeft": r.IntentLeft, "platformEnded": r.EndedByPlatform, "intentKept": r.IntentsKept,
 	}
 }
 
@@ -604,6 +630,61 @@ func TestCheckerFindsViolations(t *testing.T) {
 		},
 		want: map[string]int{"outcome": 1},
 	}, {
+		name: "a bound instance's intents and platform ends, done right",
+		setup: func(f *fixture) Expect {
+			// Hung up before any request: the clear found it gone.
+			f.endedByPlatform(f.contact("c1", "q"))
+			// A request for a contact that had hung up: its intent, then the
+			// platform's answer.
+			s := f.request("r-2", "c2")
+			f.endedByPlatform(f.intent(f.contact("c2", "q"), "r-2", s))
+			f.failed("r-2", "c2", events.ReasonContactNotFound)
+			// Stopped on the platform: the intent replaced by the outcome.
+			s = f.request("r-3", "c3")
+			f.platformEnd(f.intent(f.contact("c3", "q"), "r-3", s), "r-3", s)
+			f.stopped("r-3", "c3")
+			// Answered only retryable INTERNAL_ERROR: its intent stays.
+			s = f.request("r-4", "c4")
+			f.intent(f.contact("c4", "q"), "r-4", s)
+			f.retryable("r-4", "c4", s)
+			return Expect{Bound: []string{inst}}
+		},
+		want: map[string]int{"platformEnded": 2, "intentKept": 1},
+	}, {
+		name: "ended by the platform on an instance not bound",
+		setup: func(f *fixture) Expect {
+			f.endedByPlatform(f.contact("c1", "q"))
+			return Expect{}
+		},
+		want: map[string]int{"wrongly": 1},
+	}, {
+		name: "ended by the platform but stopped by a request",
+		setup: func(f *fixture) Expect {
+			s := f.request("r-1", "c1")
+			f.endedByPlatform(f.intent(f.contact("c1", "q"), "r-1", s))
+			f.stopped("r-1", "c1")
+			return Expect{Bound: []string{inst}}
+		},
+		want: map[string]int{"double": 1},
+	}, {
+		name: "intents left behind",
+		setup: func(f *fixture) Expect {
+			// Its request answered for good: the intent should be gone.
+			s := f.request("r-1", "c1")
+			f.intent(f.contact("c1", "q"), "r-1", s)
+			f.failed("r-1", "c1", events.ReasonContactNotFound)
+			// No result at all (lost too).
+			f.intent(f.contact("c2", "q"), "r-2", f.request("r-2", "c2"))
+			// A bulk's contact stopped, its intent left on the record.
+			f.bulk("b-1", queueFilter("bq"))
+			f.intent(f.contact("b0", "bq"), "b-1/b0", 0)
+			f.stopped("b-1/b0", "b0")
+			f.completion(events.BulkCompleted{BulkID: "b-1", Matched: 1, Stopped: 1})
+			return Expect{Bound: []string{inst}}
+		},
+		// b0: contact.stopped but not ENDED (phantom) and its intent left.
+		want: map[string]int{"intentLeft": 3, "lost": 1, "phantom": 1},
+	}, {
 		name: "a planted bad record written",
 		setup: func(f *fixture) Expect {
 			ctx := f.t.Context()
@@ -626,7 +707,7 @@ func TestCheckerFindsViolations(t *testing.T) {
 			for k, v := range tc.want {
 				require.Contains(t, want, k)
 				want[k] = v
-				if k != "copied" {
+				if k != "copied" && k != "platformEnded" && k != "intentKept" {
 					violations += v
 				}
 			}

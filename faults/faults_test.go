@@ -31,6 +31,7 @@ func TestFaults(t *testing.T) {
 		{"bulk_runner_pause", testBulkRunnerPause},
 		{"bulk_takeover_after_window", testBulkTakeoverAfterWindow},
 		{"mixed_workload", testMixedWorkload},
+		{"platform_clear", testPlatformClear},
 	} {
 		t.Run(sc.name, sc.run)
 	}

@@ -24,6 +24,9 @@ type proc struct {
 	bin     string
 	args    []string
 	logPath string
+	// env is added to the test's environment (less CONTACTSTOP_*) for
+	// every start; set it before the first.
+	env []string
 
 	mu         sync.Mutex
 	cmd        *exec.Cmd
@@ -59,7 +62,7 @@ func (p *proc) start() error {
 	fmt.Fprintf(f, "==== faults: start #%d at %s: %s %s\n", p.starts, time.Now().Format(time.RFC3339Nano), p.bin, strings.Join(p.args, " "))
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "CONTACTSTOP_") })
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "CONTACTSTOP_") }), p.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()

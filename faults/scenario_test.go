@@ -57,6 +57,7 @@ type scenario struct {
 	workers  []*proc
 	logLevel string   // of the workers; default warn
 	extra    []string // more flags for the workers
+	env      []string // more environment for the workers (KEY=value)
 
 	begin   time.Time
 	mu      sync.Mutex
@@ -67,6 +68,10 @@ type scenario struct {
 	// workload, when set, describes what the scenario published and
 	// wrote (the OUTCOME line shows it).
 	workload string
+	// afterCheck, when set, runs in finish once the checker has read
+	// everything (the worker quiescent) and before the outcome is
+	// recorded: the scenario's own checks, and figures for workload.
+	afterCheck func(*Report)
 }
 
 // fault is one injected fault: when it began and (for those that end) when
@@ -373,6 +378,7 @@ func (s *scenario) startWorkers(n int, urls func(i int) string) {
 			url = urls(i)
 		}
 		p := newProc(s.t, s.logDir, fmt.Sprintf("worker-%d", i), s.bin, s.workerArgs(url)...)
+		p.env = s.env
 		p.mustStart()
 		s.workers = append(s.workers, p)
 	}
@@ -514,6 +520,9 @@ func (s *scenario) finish(wantResults uint64, faultsDesc string, nFaults int) *R
 	}
 	if rep.Violations() != 0 {
 		s.t.Errorf("%d violations of the guarantees (seed %d)", rep.Violations(), suite.seed)
+	}
+	if s.afterCheck != nil {
+		s.afterCheck(rep)
 	}
 	for _, w := range s.allProcs() {
 		for _, u := range w.unexpectedExits() {
