@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -83,6 +84,11 @@ type item struct {
 	// bound, when set, is the platform the contact's instance is bound
 	// to: the contact is ended there (platform.go).
 	bound *Bound
+	// keepAlive, for a single request's item, tells the server its
+	// delivery is still being worked on and moves deadline on; false when
+	// that failed. A platform's budget can keep an item waiting longer
+	// than a delivery lasts.
+	keepAlive func() bool
 
 	// view is the store's record of the request: read by the pipeline, or
 	// given (the record a bulk's walk read).
@@ -249,11 +255,22 @@ func (p *pipeline) commit(ctx context.Context, items []*item) (again []*item) {
 	}
 	if len(onPlatform) > 0 {
 		res := make([]platformEnd, len(onPlatform))
+		done := make([]atomic.Bool, len(onPlatform))
 		var wg sync.WaitGroup
 		for k, it := range onPlatform {
-			wg.Go(func() { res[k] = p.endOnPlatform(ctx, it, now) })
+			wg.Go(func() {
+				res[k] = p.endOnPlatform(ctx, it, now)
+				done[k].Store(true)
+			})
 		}
+		// The items done first wait for the batch's slowest (the budget
+		// paces them): their deliveries are kept alive meanwhile.
+		stop := make(chan struct{})
+		var keeper sync.WaitGroup
+		keeper.Go(func() { keepDoneAlive(onPlatform, done, stop) })
 		wg.Wait()
+		close(stop)
+		keeper.Wait()
 		for k, it := range onPlatform {
 			switch r := res[k]; {
 			case r.contact != nil:
@@ -331,7 +348,7 @@ func decide(it *item, v *store.View, now time.Time) decision {
 		}
 		// A later message after INTERNAL_ERROR: attempted afresh.
 	}
-	if it.onlyDecided {
+	if it.onlyDecided && !ownIntent(it, v) {
 		it.out = outcome{kind: undecided}
 		return decision{act: actDone}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -107,6 +108,69 @@ func decideBound(it *item, v *store.View, now time.Time) (d decision, ok bool) {
 	return decision{act: actDone}, true
 }
 
+// ownIntent reports whether the item's contact carries the item's own
+// request's stop intent on a bound instance: a run taking over a bulk
+// finishes such contacts of the dead run's pending slots at once (asking
+// the platform), rather than leaving them, and the single requests behind
+// them, waiting for its walk.
+func ownIntent(it *item, v *store.View) bool {
+	c := v.Contact
+	return it.bound != nil && c != nil && c.Intent != nil && c.Intent.RequestID == it.key.RequestID
+}
+
+// callTimeBudget is the time a platform call may take (the adapters'
+// default call timeout): a single's delivery is kept alive before a call
+// that could outlast it.
+const callTimeBudget = 10 * time.Second
+
+// keepAliveMargin is how long before an item's deadline a wait for the
+// platform's budget stops to keep the delivery alive.
+const keepAliveMargin = time.Second
+
+// errItemExpired: the item's deadline passed while it waited, and its
+// delivery could not be kept alive.
+var errItemExpired = errors.New("the delivery's deadline passed while waiting for the platform's budget")
+
+// wait waits for a grant of bg for the item. A single request's delivery
+// is kept alive meanwhile (its deadline moves on), so that a long wait
+// behind the budget does not let the server hand the request to another
+// worker; a bulk's contact waits within its run's lease.
+func (p *pipeline) wait(ctx context.Context, it *item, bg Budget) error {
+	for {
+		if it.keepAlive == nil || it.deadline.IsZero() {
+			return bg.Wait(ctx, !it.bulk())
+		}
+		wctx, cancel := context.WithDeadline(ctx, it.deadline.Add(-keepAliveMargin))
+		err := bg.Wait(wctx, !it.bulk())
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if !it.keepAlive() {
+			return errItemExpired
+		}
+	}
+}
+
+// keepDoneAlive keeps the deliveries of the items marked done alive until
+// stop: they are settled with their batch, once its last item is done.
+func keepDoneAlive(items []*item, done []atomic.Bool, stop <-chan struct{}) {
+	t := time.NewTicker(keepAliveMargin / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		for k, it := range items {
+			if done[k].Load() && it.keepAlive != nil && time.Until(it.deadline) < keepAliveMargin {
+				it.keepAlive()
+			}
+		}
+	}
+}
+
 // platformEnd is what became of one item on the platform path.
 type platformEnd struct {
 	// contact, when set, is the ENDED record: stopped by this request.
@@ -122,7 +186,6 @@ type platformEnd struct {
 func (p *pipeline) endOnPlatform(ctx context.Context, it *item, now time.Time) platformEnd {
 	b, v := it.bound, it.view
 	c := v.Contact
-	single := !it.bulk()
 	intent := &store.Intent{RequestID: it.key.RequestID, RequestSeq: it.seq, DisconnectReason: it.reason, At: now}
 	var rec store.Contact // the record carrying this request's intent
 	switch {
@@ -193,11 +256,14 @@ func (p *pipeline) endOnPlatform(ctx context.Context, it *item, now time.Time) p
 		if !it.deadline.IsZero() && !p.now().Before(it.deadline) {
 			return platformEnd{expired: true}
 		}
-		if err := b.Stops.Wait(ctx, single); err != nil {
-			if !it.deadline.IsZero() && !p.now().Before(it.deadline) {
+		if err := p.wait(ctx, it, b.Stops); err != nil {
+			if errors.Is(err, errItemExpired) || !it.deadline.IsZero() && !p.now().Before(it.deadline) {
 				return platformEnd{expired: true}
 			}
 			return platformEnd{err: fmt.Errorf("waiting for the platform's budget: %w", err)}
+		}
+		if it.keepAlive != nil && time.Until(it.deadline) < callTimeBudget && !it.keepAlive() {
+			return platformEnd{expired: true}
 		}
 		err := b.Platform.StopContact(ctx, it.key.ContactID, it.reason)
 		if err == nil {
@@ -235,7 +301,7 @@ func (p *pipeline) endOnPlatform(ctx context.Context, it *item, now time.Time) p
 func (p *pipeline) describe(ctx context.Context, it *item) (platform.Status, error) {
 	b := it.bound
 	for {
-		if err := b.Describes.Wait(ctx, !it.bulk()); err != nil {
+		if err := p.wait(ctx, it, b.Describes); err != nil {
 			return platform.Status{}, err
 		}
 		st, err := b.Platform.DescribeContact(ctx, it.key.ContactID)

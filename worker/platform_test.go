@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/connect/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/contactstop/contactstop/events"
@@ -421,4 +422,35 @@ func TestPlatformEmergency(t *testing.T) {
 	}
 	got, _ := b.srv.Contact(connectInstance, "talking")
 	require.True(t, got.Active())
+}
+
+// Singles waiting behind a slow budget longer than a delivery lasts are
+// kept alive: none is handed back or redelivered meanwhile (another worker
+// would take it up while it is in hand), and each is answered once, with
+// one StopContact.
+func TestPlatformBudgetWaitKeepsDeliveriesAlive(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	b := e.bind(2, 1)
+	const n = 8
+	for i := range n {
+		b.contact(e, fmt.Sprint("c-", i), false, false)
+	}
+	reg := prometheus.NewRegistry()
+	cfg := b.cfg
+	cfg.Metrics = worker.NewMetrics(reg, e.js)
+	e.start(cfg, nil) // AckWait 2 s; eight stops at 2 a second take 3.5 s
+	for i := range n {
+		e.publish("contact.stop.requested.acme", e.request(fmt.Sprint("r-", i), fmt.Sprint("c-", i)), nil)
+	}
+	rs := e.waitIdle(n)
+	require.Len(t, rs, n)
+	for _, r := range rs {
+		require.NotNil(t, r.result.Stopped, "%+v", r.result)
+	}
+	require.Zero(t, metricValue(t, reg, "contactstop_redeliveries_total", nil), "no delivery was handed back")
+	for i := range n {
+		all, _ := b.stopCalls(fmt.Sprint("c-", i))
+		require.Equal(t, 1, all)
+	}
 }

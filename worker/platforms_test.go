@@ -91,7 +91,9 @@ func (e *env) bindListing(p listingPlatform) worker.Config {
 	require.NoError(e.t, err)
 	e.t.Cleanup(bs.Close)
 	reg, err := registry.New(registry.Config{Instances: e.st, Budgets: bs,
-		New: func(ctx context.Context, _ store.Binding, _ func(string)) (platform.Platform, error) { return p.adapter(ctx) }})
+		New: func(ctx context.Context, _ store.Binding, _ func(string)) (platform.Platform, error) {
+			return p.adapter(ctx)
+		}})
 	require.NoError(e.t, err)
 	cfg := fastConfig(e.t)
 	cfg.Platforms = reg

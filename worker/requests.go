@@ -182,15 +182,23 @@ func (w *Worker) decide(ctx context.Context, ds []*delivery) {
 			deadline = d.deadline
 		}
 	}
-	ctx, cancel := context.WithDeadline(ctx, deadline)
+	pctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	items := make([]*item, 0, len(ds))
+	bound := false
 	for _, d := range ds {
-		if w.prepare(ctx, d) {
+		if w.prepare(pctx, d) {
 			items = append(items, &d.it)
+			bound = bound || d.it.bound != nil
 		}
 	}
-	w.pipe.run(ctx, items)
+	if bound {
+		// A platform's budget may keep items waiting past the deadline:
+		// their deliveries are kept alive (keepAlive), and every write
+		// checks each item's own deadline.
+		pctx = ctx
+	}
+	w.pipe.run(pctx, items)
 }
 
 // prepare fills d's item from its request: the refusal that needs no
@@ -246,6 +254,16 @@ func (w *Worker) prepare(ctx context.Context, d *delivery) bool {
 			return false
 		}
 		it.bound = b
+		if b != nil {
+			it.keepAlive = func() bool {
+				if d.req.Msg.InProgress() != nil {
+					return false
+				}
+				d.deadline = time.Now().Add(w.cfg.deliveryBudget())
+				it.deadline = d.deadline
+				return true
+			}
+		}
 	}
 	return true
 }
