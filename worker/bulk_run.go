@@ -188,7 +188,8 @@ func (r *bulkRun) recoverPending(ctx context.Context) error {
 	// failure is fenced first: its run may have died before fencing it).
 	todo := make([]*item, len(ids))
 	for i, id := range ids {
-		todo[i] = &item{key: bulkItemRequestKey(r.spec, id), onlyDecided: true, deadline: time.Unix(0, r.leaseOK.Load()), bound: r.spec.bound}
+		todo[i] = &item{key: bulkItemRequestKey(r.spec, id), onlyDecided: true, deadline: time.Unix(0, r.leaseOK.Load()),
+			bound: r.spec.bound, reason: r.spec.disconnectReason, echoInstance: r.spec.instanceID, filter: r.spec.match}
 	}
 	var items []*item
 	err = w.retry(ctx, r.log, func() error {
