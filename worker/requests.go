@@ -158,7 +158,11 @@ func (w *Worker) decideWithRetries(ctx context.Context, ds []*delivery) {
 			return
 		case <-time.After(next):
 		}
-		for _, d := range retry {
+		// Every delivery of the batch waits for these retries, the ones
+		// decided already too (they are settled with the batch): all are
+		// kept alive, so that the server hands none to another worker
+		// meanwhile.
+		for _, d := range ds {
 			d.progress(w.cfg.deliveryBudget())
 		}
 		todo = retry

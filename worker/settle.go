@@ -98,6 +98,16 @@ func (w *Worker) countAttempt(ctx context.Context, d *delivery) bool {
 		w.handBack(d, w.redeliveryDelay(int(d.req.Deliveries)), "")
 		return false
 	}
+	if o := v.Outcome; o.Final() && o.Seq == d.it.seq {
+		// Its own failure is recorded, and could not be fenced: the
+		// request is answered, and this message publishes the answer.
+		// Counting an attempt would write over the failure, which other
+		// messages of the request may have read and been acknowledged
+		// on; the next delivery fences it and publishes it.
+		w.logger(d).Warn("request failed; its failure is recorded but could not be fenced; handed back", zap.Error(d.attemptErr))
+		w.handBack(d, w.redeliveryDelay(int(d.req.Deliveries)), "")
+		return false
+	}
 	n := 1
 	if o := v.Outcome; o != nil && o.State == store.OutcomeRetrying {
 		n += o.Attempts
@@ -144,6 +154,15 @@ func (w *Worker) answer(ctx context.Context, ds []*delivery, start time.Time) {
 			continue
 		}
 		if !d.it.out.publish {
+			if !time.Now().Before(d.deadline) {
+				// Paused or starved past the deadline: the server may have
+				// given the request to another worker, whose delivery may
+				// yet record an outcome under this message and rely on
+				// its redelivery to publish it. Acknowledging it here
+				// would end that.
+				w.handBack(d, 0, "delivery past its deadline before it was acknowledged; handed back")
+				continue
+			}
 			// A later message of an answered request: its result is stored
 			// already, and stays the only one.
 			w.cfg.Metrics.resend()
