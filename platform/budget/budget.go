@@ -146,6 +146,25 @@ type Budgets struct {
 	kvCfg jetstream.KeyValueConfig
 }
 
+// openBucket binds to the bucket, creating it when it does not exist. It
+// never updates an existing one: every replica starts with this call, and
+// two creating a new replicated bucket at once, each updating the other's,
+// stalled a fresh three-node cluster past the start-up's deadline (the
+// fault suite's cluster scenarios).
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for {
+		kv, err := js.KeyValue(ctx, cfg.Bucket)
+		if err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return kv, err
+		}
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		if err == nil || !errors.Is(err, jetstream.ErrBucketExists) && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return kv, err
+		}
+		// Another replica created it meanwhile: bind to it.
+	}
+}
+
 // Ensure creates the bucket again if it disappeared (deleted by hand),
 // returning its name then; serve's keeper calls it with the store's. Grants
 // wait, retrying, while it is missing; the first write after it is back
@@ -191,7 +210,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Budgets, er
 		Replicas:     cfg.Replicas,
 		MaxValueSize: 1 << 10,
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, kvCfg)
+	kv, err := openBucket(ctx, js, kvCfg)
 	if err != nil {
 		return nil, fmt.Errorf("budget: open bucket %q: %w", cfg.Bucket, err)
 	}
