@@ -307,12 +307,40 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if reg != nil {
 		promReg = reg
 	}
-	budgets, err := budget.Open(setupCtx, js, budget.Config{Replicas: o.topology.Replicas, Registerer: promReg})
-	if err != nil {
+	// The budgets bucket is opened in the background if it cannot be at
+	// once: only instances bound to a platform need it, and they wait.
+	var budgets atomic.Pointer[budget.Budgets]
+	openBudgets := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		bs, err := budget.Open(ctx, js, budget.Config{Replicas: o.topology.Replicas, Registerer: promReg})
+		if err == nil {
+			budgets.Store(bs)
+		}
 		return err
 	}
-	defer budgets.Close()
-	platforms, err := registry.New(registry.Config{Instances: st, Budgets: budgets, Registerer: promReg, Logger: log.Named("platform")})
+	if err := openBudgets(setupCtx); err != nil {
+		log.Warn("the platforms' budgets bucket cannot be opened yet; instances bound to a platform wait until it can", zap.Error(err))
+		go func() {
+			for ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(2 * time.Second):
+				}
+				if err := openBudgets(ctx); err == nil {
+					log.Info("the platforms' budgets bucket is open")
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		if bs := budgets.Load(); bs != nil {
+			bs.Close()
+		}
+	}()
+	platforms, err := registry.New(registry.Config{Instances: st, BudgetsFunc: budgets.Load, Registerer: promReg, Logger: log.Named("platform")})
 	if err != nil {
 		return err
 	}
@@ -335,7 +363,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 		if err != nil {
 			return recreated, err
 		}
-		more, err := budgets.Ensure(ctx)
+		bs := budgets.Load()
+		if bs == nil {
+			return recreated, nil
+		}
+		more, err := bs.Ensure(ctx)
 		return append(recreated, more...), err
 	}
 	kp := worker.NewKeeper(js, worker.KeeperConfig{Topology: o.topology, Ensure: ensure, Logger: log})

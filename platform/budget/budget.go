@@ -146,23 +146,14 @@ type Budgets struct {
 	kvCfg jetstream.KeyValueConfig
 }
 
-// openBucket binds to the bucket, creating it when it does not exist. It
-// never updates an existing one: every replica starts with this call, and
-// two creating a new replicated bucket at once, each updating the other's,
-// stalled a fresh three-node cluster past the start-up's deadline (the
-// fault suite's cluster scenarios).
+// openBucket binds to the bucket when it exists (no update: replicas
+// restarting do not rewrite it), else creates it.
 func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	for {
-		kv, err := js.KeyValue(ctx, cfg.Bucket)
-		if err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return kv, err
-		}
-		kv, err = js.CreateKeyValue(ctx, cfg)
-		if err == nil || !errors.Is(err, jetstream.ErrBucketExists) && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return kv, err
-		}
-		// Another replica created it meanwhile: bind to it.
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
 	}
+	return js.CreateOrUpdateKeyValue(ctx, cfg)
 }
 
 // Ensure creates the bucket again if it disappeared (deleted by hand),

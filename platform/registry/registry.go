@@ -33,6 +33,10 @@ type Instances interface {
 type Config struct {
 	Instances Instances
 	Budgets   *budget.Budgets
+	// BudgetsFunc, when Budgets is nil, returns the budgets once they are
+	// open (serve opens them in the background when the bucket cannot be
+	// reached at start), or nil until then: bound instances wait.
+	BudgetsFunc func() *budget.Budgets
 	// New builds the adapter of a binding. Default: the platform's own
 	// (Amazon Connect through the AWS SDK, credentials from the
 	// environment).
@@ -63,8 +67,8 @@ type cached struct {
 
 // New makes a Registry.
 func New(cfg Config) (*Registry, error) {
-	if cfg.Instances == nil || cfg.Budgets == nil {
-		return nil, errors.New("registry: Instances and Budgets are required")
+	if cfg.Instances == nil || cfg.Budgets == nil && cfg.BudgetsFunc == nil {
+		return nil, errors.New("registry: Instances and Budgets (or BudgetsFunc) are required")
 	}
 	if cfg.New == nil {
 		cfg.New = NewAdapter
@@ -138,6 +142,13 @@ func (r *Registry) boundFor(ctx context.Context, b store.Binding) (*worker.Bound
 	if wb, ok := r.bound[b]; ok {
 		return wb, nil
 	}
+	bs := r.cfg.Budgets
+	if bs == nil {
+		bs = r.cfg.BudgetsFunc()
+	}
+	if bs == nil {
+		return nil, errors.New("the platforms' budgets bucket is not open yet")
+	}
 	p, err := r.cfg.New(ctx, b, func(op string) { r.metrics.attempt(b.Platform, op) })
 	if err != nil {
 		return nil, fmt.Errorf("platform %s of %s: %w", b.Platform, b.QuotaKey, err)
@@ -151,8 +162,8 @@ func (r *Registry) boundFor(ctx context.Context, b store.Binding) (*worker.Bound
 		Platform: ip,
 		// Every API of the platform has its own limit: DescribeContact
 		// gets a budget of its own, of the binding's size.
-		Stops:     budgetOf{r.cfg.Budgets.Get(b.QuotaKey, b.Rate, b.Burst)},
-		Describes: budgetOf{r.cfg.Budgets.Get(b.QuotaKey+"/DescribeContact", b.Rate, b.Burst)},
+		Stops:     budgetOf{bs.Get(b.QuotaKey, b.Rate, b.Burst)},
+		Describes: budgetOf{bs.Get(b.QuotaKey+"/DescribeContact", b.Rate, b.Burst)},
 	}
 	r.bound[b] = wb
 	r.cfg.Logger.Info("platform binding ready", zap.String("platform", b.Platform), zap.String("quota_key", b.QuotaKey),
