@@ -15,6 +15,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/contactstop/contactstop/store"
@@ -152,4 +155,24 @@ type Lister interface {
 type Listed struct {
 	ContactID string
 	Status
+}
+
+// ParseRetryAfter reads a Retry-After header: seconds (fractions
+// accepted, at most a day) or an HTTP date (the time left until it, from
+// now). ok is false for an empty or unreadable value.
+func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		if secs < 0 || secs > 24*3600 {
+			return 0, false
+		}
+		return time.Duration(secs * float64(time.Second)), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -356,7 +355,7 @@ func (c *Client) classify(op string, err error) *platform.Error {
 		}
 	}
 	if pe.Kind == platform.Throttled && header != nil {
-		pe.RetryAfter, _ = parseRetryAfter(header.Get("Retry-After"), time.Now())
+		pe.RetryAfter, _ = platform.ParseRetryAfter(header.Get("Retry-After"), time.Now())
 	}
 	pe.Message = c.scrub(pe.Message)
 	pe.Err = err
@@ -365,25 +364,6 @@ func (c *Client) classify(op string, err error) *platform.Error {
 		pe.Err = errors.New(c.scrub(text))
 	}
 	return pe
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an
-// HTTP-date (RFC 9110 §10.2.3). ok is false when v is empty or neither.
-func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs < 0 || secs > 24*3600 {
-			return 0, false
-		}
-		return time.Duration(secs * float64(time.Second)), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }
 
 // scrub replaces every credential the client has used in s.

@@ -575,7 +575,7 @@ func (c *Client) answerError(op string, resp *response) *platform.Error {
 	switch s := resp.status; {
 	case s == http.StatusTooManyRequests:
 		pe.Kind = platform.Throttled
-		pe.RetryAfter, _ = parseRetryAfter(resp.header.Get("Retry-After"), c.now())
+		pe.RetryAfter, _ = platform.ParseRetryAfter(resp.header.Get("Retry-After"), c.now())
 	case s == http.StatusUnauthorized:
 		pe.Kind = platform.Denied
 		if pe.Message == "" {
@@ -652,23 +652,4 @@ func truncate(s string) string {
 		return s[:max] + "…"
 	}
 	return s
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an
-// HTTP-date (RFC 9110 §10.2.3). ok is false when v is empty or neither.
-func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs < 0 || secs > 24*3600 {
-			return 0, false
-		}
-		return time.Duration(secs * float64(time.Second)), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }

@@ -446,7 +446,7 @@ func TestRetryAfter(t *testing.T) {
 		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
 		{"Sun, 01 Mar 2026 12:00:30 GMT", 30 * time.Second, true},
 	} {
-		d, ok := parseRetryAfter(tc.v, now)
+		d, ok := platform.ParseRetryAfter(tc.v, now)
 		assert.Equal(t, tc.ok, ok, "%q", tc.v)
 		assert.Equal(t, tc.d, d, "%q", tc.v)
 	}

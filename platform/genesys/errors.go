@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
-	"time"
 
 	"golang.org/x/oauth2"
 
@@ -111,7 +109,7 @@ func (c *Client) classifyAnswer(op string, status int, header http.Header, body 
 		pe.Message = "HTTP " + strconv.Itoa(status) + " without a Genesys error body"
 	}
 	if pe.Kind == platform.Throttled {
-		pe.RetryAfter, _ = parseRetryAfter(header.Get("Retry-After"), c.now())
+		pe.RetryAfter, _ = platform.ParseRetryAfter(header.Get("Retry-After"), c.now())
 	}
 	pe.Message = c.tokens.scrub(pe.Message)
 	return pe
@@ -134,7 +132,7 @@ func (c *Client) classifyToken(op string, err error) error {
 	switch {
 	case pe.Status == http.StatusTooManyRequests:
 		pe.Kind = platform.Throttled
-		pe.RetryAfter, _ = parseRetryAfter(re.Response.Header.Get("Retry-After"), c.now())
+		pe.RetryAfter, _ = platform.ParseRetryAfter(re.Response.Header.Get("Retry-After"), c.now())
 	case pe.Status == http.StatusNotFound:
 		pe.Kind = platform.ResourceNotFound
 	case pe.Status == http.StatusRequestTimeout || pe.Status >= 500:
@@ -178,23 +176,4 @@ func (c *Client) scrubbed(err error) error {
 		return errors.New(c.tokens.scrub(text))
 	}
 	return err
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an
-// HTTP-date (RFC 9110 §10.2.3). ok is false when v is empty or neither.
-func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs < 0 || secs > 24*3600 {
-			return 0, false
-		}
-		return time.Duration(secs * float64(time.Second)), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }

@@ -545,7 +545,7 @@ func TestRetryAfter(t *testing.T) {
 		{now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second, true},
 		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
 	} {
-		d, ok := parseRetryAfter(tc.v, now)
+		d, ok := platform.ParseRetryAfter(tc.v, now)
 		assert.Equal(t, tc.ok, ok, "%q", tc.v)
 		assert.Equal(t, tc.d, d, "%q", tc.v)
 	}

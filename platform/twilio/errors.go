@@ -134,7 +134,7 @@ func (s *session) classify(apiOp string, err error) *platform.Error {
 		}
 	}
 	if pe.Kind == platform.Throttled && a != nil {
-		pe.RetryAfter, _ = parseRetryAfter(a.header.Get("Retry-After"), time.Now())
+		pe.RetryAfter, _ = platform.ParseRetryAfter(a.header.Get("Retry-After"), time.Now())
 	}
 	pe.Message = s.c.scrub(pe.Message)
 	pe.Err = fmt.Errorf("%s: %w", apiOp, err)
@@ -143,25 +143,6 @@ func (s *session) classify(apiOp string, err error) *platform.Error {
 		pe.Err = errors.New(s.c.scrub(text))
 	}
 	return pe
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an
-// HTTP-date (RFC 9110 §10.2.3). ok is false when v is empty or neither.
-func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs < 0 || secs > 24*3600 {
-			return 0, false
-		}
-		return time.Duration(secs * float64(time.Second)), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }
 
 // scrub replaces in s every secret the client holds: the auth token or API
