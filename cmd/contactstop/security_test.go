@@ -99,13 +99,22 @@ func TestServeRecreatesWhatDisappears(t *testing.T) {
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	// Deleting streams is slow on a loaded machine (-race, the other
+	// tests in parallel): more than nats.go's default 5 s at times.
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
 	require.NoError(t, err)
+	// serve opens the budgets bucket after the streams: wait for it.
+	require.Eventually(t, func() bool {
+		_, err := js.KeyValue(t.Context(), "contactstop-budgets")
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond)
+	start := time.Now()
 	require.NoError(t, js.DeleteStream(t.Context(), events.StreamRequests))
 	require.NoError(t, js.DeleteKeyValue(t.Context(), "contactstop-contacts"))
 	require.NoError(t, js.DeleteKeyValue(t.Context(), "contactstop-budgets"))
 	_, err = js.Stream(t.Context(), events.StreamRequests)
 	require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+	t.Logf("deleted the requests stream and two buckets in %s", time.Since(start).Round(time.Millisecond))
 
 	// Within a few seconds all are back, and a request is stopped.
 	require.Eventually(t, func() bool {
