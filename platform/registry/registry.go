@@ -55,7 +55,7 @@ type Registry struct {
 	cfg     Config
 	metrics *metrics
 
-	mu        sync.Mutex
+	mu        sync.RWMutex
 	instances map[string]cached
 	bound     map[store.Binding]*worker.Bound
 }
@@ -113,9 +113,9 @@ func NewAdapter(ctx context.Context, b store.Binding, onAttempt func(op string))
 // bound. It implements worker.Platforms.
 func (r *Registry) For(ctx context.Context, instanceID string) (*worker.Bound, error) {
 	now := r.cfg.Now()
-	r.mu.Lock()
+	r.mu.RLock() // every request of every instance comes here: readers share
 	c, ok := r.instances[instanceID]
-	r.mu.Unlock()
+	r.mu.RUnlock()
 	if ok && now.Before(c.until) {
 		return c.bound, nil
 	}
