@@ -221,6 +221,27 @@ func (s *KV) BulkPending(ctx context.Context, instanceID, bulkID string) (contac
 	return contactIDs, slots, nil
 }
 
+// BulkPendingWritten returns when the earliest of slots (as BulkPending
+// returns them) was last written: the results of the contacts they hold were
+// published after it. It is the zero time for no slots, or slots deleted
+// meanwhile.
+func (s *KV) BulkPendingWritten(ctx context.Context, slots []string) (time.Time, error) {
+	var first time.Time
+	for _, slot := range slots {
+		e, err := s.bulks.Get(ctx, slot)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue
+		}
+		if err != nil {
+			return time.Time{}, fmt.Errorf("store: read pending slot %s: %w", slot, err)
+		}
+		if first.IsZero() || e.Created().Before(first) {
+			first = e.Created()
+		}
+	}
+	return first, nil
+}
+
 // DeleteBulkPending removes slots returned by BulkPending.
 func (s *KV) DeleteBulkPending(ctx context.Context, slots []string) error {
 	for _, slot := range slots {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
@@ -258,4 +259,54 @@ func (w *Worker) completionStored(ctx context.Context, done events.BulkCompleted
 			return false, nil
 		}
 	}
+}
+
+// resultsStored returns which of msgIDs (results' Nats-Msg-Id) the results
+// stream holds among the instance's results stored since since. It reads
+// headers only, and stops once it has read up to the stream's end or found
+// them all.
+func (w *Worker) resultsStored(ctx context.Context, instanceID string, since time.Time, msgIDs map[string]bool) (map[string]bool, error) {
+	found := make(map[string]bool, len(msgIDs))
+	cons, err := w.js.OrderedConsumer(ctx, events.StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.StoppedSubject(instanceID), events.StopFailedSubject(instanceID)},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
+		HeadersOnly: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.NumPending == 0 {
+		return found, nil
+	}
+	for empty := 0; empty < 3; {
+		batch, err := cons.Fetch(1024, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if id := m.Headers().Get(events.HeaderMsgID); msgIDs[id] {
+				found[id] = true
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			if meta.NumPending == 0 || len(found) == len(msgIDs) {
+				return found, nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, err
+		}
+		if n == 0 {
+			empty++
+		}
+	}
+	return nil, errors.New("the results stream delivered nothing while results were pending")
 }

@@ -222,6 +222,9 @@ func (r *bulkRun) recoverPending(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("decide pending contacts: %w", err)
 	}
+	if items, err = r.unpublished(ctx, items, slots); err != nil {
+		return fmt.Errorf("look for the pending contacts' results: %w", err)
+	}
 	if err := r.publish(ctx, items, false); err != nil {
 		return fmt.Errorf("results of pending contacts: %w", err)
 	}
@@ -234,6 +237,55 @@ func (r *bulkRun) recoverPending(ctx context.Context) error {
 			zap.Int("pending", len(ids)), zap.Int("republished", len(items)), zap.Int("slots", len(slots)))
 	}
 	return nil
+}
+
+// unpublished returns those of items, decided by an earlier run and held
+// in its pending slots, whose results the results stream does not hold. A
+// run that stopped between storing a batch's results and emptying its slot
+// left them there; publishing them again is harmless within the duplicate
+// window, but a takeover can come later than that (a paused run keeps its
+// lease until it lapses, and the request's next delivery may come later
+// still), and JetStream would then store each result a second time.
+func (r *bulkRun) unpublished(ctx context.Context, items []*item, slots []string) ([]*item, error) {
+	if len(items) == 0 {
+		return items, nil
+	}
+	w := r.w
+	var since time.Time
+	err := w.retry(ctx, r.log, func() (err error) {
+		since, err = w.store.BulkPendingWritten(ctx, slots)
+		return err
+	})
+	if err != nil || since.IsZero() {
+		return items, err
+	}
+	// Bulk results are never retryable, so their Nats-Msg-Id is
+	// ResultMsgID's (see resultMsg).
+	ids := make(map[string]bool, len(items))
+	for _, it := range items {
+		ids[events.ResultMsgID(it.key.InstanceID, it.key.ContactID, it.key.RequestID)] = true
+	}
+	var stored map[string]bool
+	err = w.retry(ctx, r.log, func() (err error) {
+		// A second's margin for the clocks of the servers that stamped
+		// the slot and the results.
+		stored, err = w.resultsStored(ctx, r.spec.instanceID, since.Add(-time.Second), ids)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	todo := items[:0:0]
+	for _, it := range items {
+		if !stored[events.ResultMsgID(it.key.InstanceID, it.key.ContactID, it.key.RequestID)] {
+			todo = append(todo, it)
+		}
+	}
+	if len(todo) < len(items) {
+		r.log.Info("an earlier run stored the results of some pending contacts; they are not published again",
+			zap.Int("decided", len(items)), zap.Int("stored", len(items)-len(todo)))
+	}
+	return todo, nil
 }
 
 // bulkItem is one contact the walk hands to a batch: to decide, or (a
@@ -377,6 +429,9 @@ func (r *bulkRun) stopBatch(ctx context.Context, slot int, batch []bulkItem) err
 	}
 	if err := r.publish(ctx, items, true); err != nil {
 		return err
+	}
+	if w.hooks.bulkAfterResults != nil && w.hooks.bulkAfterResults(r.spec.bulkID) {
+		return errBulkAbandoned
 	}
 	if len(pending) > 0 {
 		// Every result is stored. Not waited for: should this be lost, a

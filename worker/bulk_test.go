@@ -247,6 +247,44 @@ func TestBulkCrashBeforeResults(t *testing.T) {
 	require.Empty(t, slots, "the completed request left no pending slots")
 }
 
+// TestBulkCrashAfterResults abandons a run between storing a batch's
+// results and emptying its pending slot, with the takeover well past the
+// duplicate window: the next run finds those results stored and must not
+// publish them again (JetStream would store each a second time).
+func TestBulkCrashAfterResults(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{AckWait: 2 * time.Second, DuplicateWindow: 500 * time.Millisecond})
+	e.seedN("c", 3000, store.StateQueued, "q1", store.ChannelVoice, time.Now())
+	cfg := bulkConfig(t)
+	cfg.BulkWorkers = cfg.Workers
+	w, err := worker.New(e.js, e.st, cfg)
+	require.NoError(t, err)
+	var batches atomic.Int32
+	var crashedAt atomic.Int64
+	worker.SetBulkCrashAfterResults(w, func(string) bool {
+		if batches.Add(1) != 20 {
+			return false
+		}
+		crashedAt.Store(time.Now().UnixNano())
+		return true
+	})
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { _ = w.Stop(t.Context()) })
+
+	e.bulk(events.BulkRequest{BulkID: "crash", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"q1"}}})
+	rs, done := e.waitBulk("crash")
+	require.NotZero(t, crashedAt.Load(), "the crash point was reached")
+	rec, err := e.st.GetBulk(t.Context(), inst, "crash")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, rec.Run, 2, "a second run finished the work")
+	require.Greater(t, rec.CompletedAt.Sub(time.Unix(0, crashedAt.Load())), time.Second,
+		"the takeover came well after the duplicate window")
+	requireBulkResults(t, rs, "crash", 3000)
+	require.Equal(t, 3000, done.Matched)
+	require.Equal(t, 3000, done.Stopped)
+	require.Equal(t, map[string]int{"c:ENDED": 3000}, e.countStates())
+}
+
 // TestBulkTakeoverOfOlderVersion takes over a bulk request whose earlier
 // run ended some contacts: a run that kept pending slots has stored their
 // results (they are counted, not published again); a run of a version

@@ -20,3 +20,10 @@ func SetBulkCrash(w *Worker, crash func(bulkID string, n int) bool) {
 func SetBulkCrashBeforeResults(w *Worker, crash func(bulkID string) bool) {
 	w.hooks.bulkBeforeResults = crash
 }
+
+// SetBulkCrashAfterResults installs a crash point in bulk runs: crash is
+// called once a batch's results are stored, before its pending slot is
+// emptied, and returning true abandons the run there.
+func SetBulkCrashAfterResults(w *Worker, crash func(bulkID string) bool) {
+	w.hooks.bulkAfterResults = crash
+}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"time"
 
 	"github.com/contactstop/contactstop/store"
 )
@@ -31,5 +32,6 @@ type bulkStore interface {
 	ClearBulkPending(instanceID, bulkID string, run, slot int) error
 	BulkPending(ctx context.Context, instanceID, bulkID string) (contactIDs, slots []string, err error)
 	DeleteBulkPending(ctx context.Context, slots []string) error
+	BulkPendingWritten(ctx context.Context, slots []string) (time.Time, error)
 	ContactsSequence(ctx context.Context) (uint64, error)
 }

@@ -98,6 +98,9 @@ type testHooks struct {
 	// before its results are published; returning true abandons the run
 	// there.
 	bulkBeforeResults func(bulkID string) bool
+	// bulkAfterResults is called once a batch's results are stored, before
+	// its pending slot is emptied; returning true abandons the run there.
+	bulkAfterResults func(bulkID string) bool
 }
 
 // New builds a Worker. js must reach the streams made by Provision. The

@@ -71,6 +71,7 @@ type Store interface {
 	ClearBulkPending(instanceID, bulkID string, run, slot int) error
 	BulkPending(ctx context.Context, instanceID, bulkID string) (contactIDs, slots []string, err error)
 	DeleteBulkPending(ctx context.Context, slots []string) error
+	BulkPendingWritten(ctx context.Context, slots []string) (time.Time, error)
 	BulkFailures(ctx context.Context, instanceID, bulkID string) (map[string]store.Outcome, error)
 	ContactsSequence(ctx context.Context) (uint64, error)
 }
@@ -2296,6 +2297,7 @@ func testBulkRecords(t *testing.T, s Store) {
 func testBulkPending(t *testing.T, s Store) {
 	c := ctx(t)
 	const bulk = "b 1/é"
+	start := time.Now()
 	ids, slots, err := s.BulkPending(c, "acme", bulk)
 	require.NoError(t, err)
 	require.Empty(t, ids)
@@ -2323,8 +2325,15 @@ func testBulkPending(t *testing.T, s Store) {
 	}, 10*time.Second, 20*time.Millisecond)
 	_, err = s.GetBulk(c, "acme", bulk)
 	require.ErrorIs(t, err, store.ErrBulkNotFound, "slots are not bulk records")
+	written, err := s.BulkPendingWritten(c, slots)
+	require.NoError(t, err)
+	require.WithinDuration(t, start, written, 5*time.Second, "the earliest slot was written after the test began")
+	require.False(t, written.Before(start.Add(-time.Second)))
 
 	require.NoError(t, s.DeleteBulkPending(c, slots))
+	written, err = s.BulkPendingWritten(c, slots)
+	require.NoError(t, err)
+	require.True(t, written.IsZero(), "deleted slots have no time")
 	ids, slots, err = s.BulkPending(c, "acme", bulk)
 	require.NoError(t, err)
 	require.Empty(t, ids)
