@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -10,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	csclient "github.com/contactstop/contactstop/client"
 	"github.com/contactstop/contactstop/events"
-	"github.com/contactstop/contactstop/store"
 )
 
 func newStopCmd() *cobra.Command {
@@ -64,26 +63,9 @@ again, and --wait prints the new result).`,
 }
 
 func runStop(ctx context.Context, out io.Writer, c *client, o clientOptions, req events.StopRequest, wait bool, traceparent, correlationID string) error {
-	var opts []events.PublishOption
-	if traceparent != "" {
-		opts = append(opts, events.WithTraceparent(traceparent))
-	}
-	if correlationID != "" {
-		opts = append(opts, events.WithCorrelationID(correlationID))
-	}
-	// Open the results cursor before publishing, so the result cannot slip
-	// past between the two.
-	var results *resultWaiter
-	if wait {
-		var err error
-		results, err = newResultWaiter(ctx, c.js, events.StoppedSubject(req.InstanceID), events.StopFailedSubject(req.InstanceID))
-		if err != nil {
-			return err
-		}
-	}
-	receipt, err := events.NewPublisher(c.js).Stop(ctx, req, opts...)
+	receipt, result, err := csclient.New(c.js, nil).Stop(ctx, req, csclient.StopOptions{Wait: wait, Traceparent: traceparent, CorrelationID: correlationID})
 	if err != nil {
-		return fmt.Errorf("publish request: %w", err)
+		return err
 	}
 	if !wait {
 		if o.json {
@@ -96,21 +78,7 @@ func runStop(ctx context.Context, out io.Writer, c *client, o clientOptions, req
 		_, err := fmt.Fprintf(out, "request %s published as %s #%d%s\n", receipt.RequestID, receipt.Stream, receipt.Sequence, dup)
 		return err
 	}
-	// A request answered before (this is a resend) stores no new result:
-	// its recorded outcome tells from when to look for the one it has.
-	from := answeredAt(ctx, c, store.RequestKey{InstanceID: req.InstanceID, ContactID: req.ContactID, RequestID: receipt.RequestID}, receipt.Duplicate)
-	var res events.Result
-	err = results.find(ctx, receipt.Duplicate, from, func(subject string, data []byte) bool {
-		r, err := events.DecodeResult(subject, data)
-		if err != nil || r.RequestID() != receipt.RequestID || resultContact(r) != req.ContactID {
-			return false
-		}
-		res = r
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("request %s: %w", receipt.RequestID, err)
-	}
+	res := *result
 	switch {
 	case o.json:
 		if err := printResult(out, res); err != nil {
@@ -137,99 +105,20 @@ func printResult(out io.Writer, res events.Result) error {
 	return printJSON(out, res.Failed)
 }
 
-// resultWaiter finds one result on the results stream.
-type resultWaiter struct {
-	js       jetstream.JetStream
-	subjects []string
-	startSeq uint64
-	window   time.Duration
-}
+// resultWaiter is the client package's waiter, for clear --wait.
+type resultWaiter struct{ *csclient.ResultWaiter }
 
 // newResultWaiter notes where the results stream ends now; call it before
 // publishing the request whose result is awaited.
 func newResultWaiter(ctx context.Context, js jetstream.JetStream, subjects ...string) (*resultWaiter, error) {
-	rs, err := js.Stream(ctx, events.StreamResults)
+	rw, err := csclient.NewResultWaiter(ctx, js, subjects...)
 	if err != nil {
-		return nil, fmt.Errorf("results stream (has contactstop serve run against this server?): %w", err)
+		return nil, err
 	}
-	req, err := js.Stream(ctx, events.StreamRequests)
-	if err != nil {
-		return nil, fmt.Errorf("requests stream: %w", err)
-	}
-	return &resultWaiter{
-		js:       js,
-		subjects: subjects,
-		startSeq: rs.CachedInfo().State.LastSeq + 1,
-		window:   req.CachedInfo().Config.Duplicates,
-	}, nil
+	return &resultWaiter{rw}, nil
 }
 
-// answeredAt returns the time around which the result of an answered
-// request was published, read from the request's record in the store, or
-// the zero time when it has none (not answered yet), or only a retryable
-// INTERNAL_ERROR that this fresh message will be attempted again after.
-// A store that cannot be read gives the zero time too: the results stream
-// is then searched as for a new request.
-func answeredAt(ctx context.Context, c *client, k store.RequestKey, duplicate bool) time.Time {
-	st, err := c.openStore(ctx)
-	if err != nil {
-		return time.Time{}
-	}
-	o, err := st.LookUpRequest(ctx, k)
-	switch {
-	case err != nil:
-		return time.Time{}
-	case o.Stopped != nil:
-		return o.Stopped.EndedAt
-	case o.Failed != nil && (!o.Failed.Retryable || duplicate):
-		return o.Failed.FailedAt
-	}
-	return time.Time{}
-}
-
-// find waits until match accepts a result published after the waiter was
-// made, or, when from is set, since a minute before from (the result of a
-// request answered before). For a duplicate publication the original
-// request was published within the duplicate window, so results are
-// searched from that far back.
+// find is csclient.ResultWaiter.Find.
 func (rw *resultWaiter) find(ctx context.Context, duplicate bool, from time.Time, match func(subject string, data []byte) bool) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: rw.subjects}
-	switch {
-	case !from.IsZero():
-		start := from.Add(-time.Minute)
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
-	case duplicate:
-		start := time.Now().Add(-rw.window - time.Minute)
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
-	default:
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, rw.startSeq
-	}
-	cons, err := rw.js.OrderedConsumer(ctx, events.StreamResults, cfg)
-	if err != nil {
-		return fmt.Errorf("read results: %w", err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("read results: %w", err)
-	}
-	defer it.Stop()
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("no result yet (is contactstop serve running?): %w", err)
-			}
-			return fmt.Errorf("read results: %w", err)
-		}
-		if match(msg.Subject(), msg.Data()) {
-			return nil
-		}
-	}
-}
-
-func resultContact(res events.Result) string {
-	if res.Stopped != nil {
-		return res.Stopped.ContactID
-	}
-	return res.Failed.ContactID
+	return rw.Find(ctx, duplicate, from, match)
 }
