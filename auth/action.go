@@ -13,13 +13,19 @@ const (
 	// bulk request or an emergency broadcast; it is checked on an
 	// [InstanceResource].
 	ActionBulkStop Action = "contact:BulkStop"
+	// ActionRead reads an instance through the JSON API and the web
+	// console (contacts, clears, failures, dead letters, live results);
+	// it is checked on an [InstanceResource]. [ActionBulkStop] on the
+	// instance permits reading it too (the HTTP API's rule, not this
+	// package's).
+	ActionRead Action = "contact:Read"
 	// ActionAll, in a grant, matches every "contact:" action.
 	ActionAll Action = "contact:*"
 )
 
 // valid reports whether a is an action a grant may name.
 func (a Action) valid() bool {
-	return a == ActionStop || a == ActionBulkStop || a == ActionAll
+	return a == ActionStop || a == ActionBulkStop || a == ActionRead || a == ActionAll
 }
 
 // matches reports whether a, an action in a grant, permits the requested

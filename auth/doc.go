@@ -49,9 +49,11 @@
 //
 // A request to stop one contact needs [ActionStop] ("contact:Stop") on
 // [ContactResource]; a bulk request or an emergency broadcast needs
-// [ActionBulkStop] ("contact:BulkStop") on [InstanceResource]. A grant's
-// action is one of those two or "contact:*", which matches both. Actions are
-// compared case-sensitively.
+// [ActionBulkStop] ("contact:BulkStop") on [InstanceResource]; reading an
+// instance through the JSON API or the web console needs [ActionRead]
+// ("contact:Read") or [ActionBulkStop] on [InstanceResource]. A grant's
+// action is one of those three or "contact:*", which matches them all.
+// Actions are compared case-sensitively.
 //
 // # Resources and grant patterns
 //

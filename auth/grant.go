@@ -16,7 +16,7 @@ import (
 // and decoding refuses any other field, so that a policy written with, say,
 // "effect": "Deny" is rejected instead of being read as an allow.
 type Grant struct {
-	// Actions: ActionStop, ActionBulkStop or ActionAll.
+	// Actions: ActionStop, ActionBulkStop, ActionRead or ActionAll.
 	Actions []Action `json:"actions"`
 	// Resources: patterns as described in the package documentation.
 	Resources []string `json:"resources"`
@@ -46,7 +46,7 @@ func (g Grant) Validate() error {
 	}
 	for _, a := range g.Actions {
 		if !a.valid() {
-			errs = append(errs, fmt.Errorf("unknown action %q: use %s, %s or %s", a, ActionStop, ActionBulkStop, ActionAll))
+			errs = append(errs, fmt.Errorf("unknown action %q: use %s, %s, %s or %s", a, ActionStop, ActionBulkStop, ActionRead, ActionAll))
 		}
 	}
 	if len(g.Resources) == 0 {

@@ -54,10 +54,11 @@ be repeated; the action is everything up to the second colon, the resource
 pattern everything after it (resources may contain colons):
 
   --allow contact:Stop:instance/acme-prod/contact/*     stop any contact of acme-prod
-  --allow contact:BulkStop:instance/acme-prod          bulk-clear acme-prod
-  --allow 'contact:*:instance/acme-*/contact/*'        both actions, every acme-… instance
+  --allow contact:BulkStop:instance/acme-prod          bulk-clear acme-prod (and read it)
+  --allow contact:Read:instance/acme-prod              read acme-prod in the JSON API and web console
+  --allow 'contact:*:instance/acme-*/contact/*'        every action, every acme-… instance
 
-Actions: contact:Stop, contact:BulkStop, contact:* (both). Quote patterns with
+Actions: contact:Stop, contact:BulkStop, contact:Read, contact:* (all). Quote patterns with
 * so that the shell does not expand them.`,
 		Example: `  contactstop token keygen --out ./keys
   TOKEN=$(contactstop token issue --key ./keys/ed25519.pem --sub dev \
