@@ -120,6 +120,13 @@ func (r BulkRequest) Validate() error {
 	return r.Filter.validate()
 }
 
+// Validate checks the filter as a bulk request's Validate does: known
+// states (not ENDED) and channels, non-empty lists of at most 1000 values,
+// queue ids of 1 to 256 characters. It returns a *ValidationError.
+func (f BulkFilter) Validate() error {
+	return f.validate()
+}
+
 func (f BulkFilter) validate() error {
 	if f.States != nil {
 		if err := checkNames("filter.states", f.States, ContactStates[:4], "ENDED contacts cannot be stopped"); err != nil {
@@ -293,8 +300,12 @@ type BulkCompleted struct {
 	// ReasonCodes counts the failures by reason code; always present, empty
 	// when nothing failed.
 	ReasonCodes map[ReasonCode]int `json:"reasonCodes"`
-	StartedAt   time.Time          `json:"startedAt"`
-	CompletedAt time.Time          `json:"completedAt"`
+	// Cancelled is true when the bulk request was cancelled (bulk cancel)
+	// before it reached every matching contact: the counts are those of the
+	// contacts it reached; the others were left as they were.
+	Cancelled   bool      `json:"cancelled"`
+	StartedAt   time.Time `json:"startedAt"`
+	CompletedAt time.Time `json:"completedAt"`
 }
 
 // EmergencyBroadcast is the body of a message on

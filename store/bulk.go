@@ -1,11 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,6 +26,9 @@ const (
 	// BulkCompleted: every matched contact has its result and the
 	// completion event is stored.
 	BulkCompleted BulkStatus = "COMPLETED"
+	// BulkWaiting: the request waits for its turn (another bulk request of
+	// the instance runs); nothing has been stopped for it yet.
+	BulkWaiting BulkStatus = "WAITING"
 )
 
 // BulkRecord is the progress of one bulk request, keyed by instance and
@@ -67,6 +73,14 @@ type BulkRecord struct {
 	// over a record without it republishes every earlier result, as
 	// before.
 	PendingSlots bool `json:"pendingSlots,omitempty"`
+	// CancelRequested is set by CancelBulk: the run stops starting new
+	// contacts, finishes those in hand and completes with Cancelled set.
+	// CancelRequestedAt is when it was asked.
+	CancelRequested   bool      `json:"cancelRequested,omitempty"`
+	CancelRequestedAt time.Time `json:"cancelRequestedAt,omitzero"`
+	// Cancelled is set on the completed record of a cancelled bulk request
+	// (its completion event says cancelled: true).
+	Cancelled bool `json:"cancelled,omitempty"`
 	// Revision is the KV revision the record was read at (not stored).
 	Revision uint64 `json:"-"`
 }
@@ -358,4 +372,82 @@ func (s *KV) PutInstanceLock(ctx context.Context, l InstanceLock) (InstanceLock,
 	}
 	l.Revision = rev
 	return l, nil
+}
+
+// ListBulks returns the bulk records of one instance, or of every instance
+// when instanceID is "", newest first (by StartedAt; a WAITING record,
+// which has none yet, by when it was written). Pending slots, recorded
+// failures and instance locks, which share the bucket, are not bulk
+// records and are left out, as is a record that does not decode.
+func (s *KV) ListBulks(ctx context.Context, instanceID string) ([]BulkRecord, error) {
+	filter := "*.*" // "<instanceId>.<escaped bulkId>": bulk records only
+	if instanceID != "" {
+		if err := validateInstanceID(instanceID); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidInstance, err)
+		}
+		filter = instanceID + ".*"
+	}
+	var recs []BulkRecord
+	err := s.walk(ctx, s.bulksBucket, filter, func(key string, data []byte, rev uint64) error {
+		if strings.HasPrefix(key, "=") {
+			return nil // an instance lock ("=lock.<instanceId>")
+		}
+		var r BulkRecord
+		if json.Unmarshal(data, &r) != nil || r.BulkID == "" {
+			return nil
+		}
+		r.Revision = rev
+		recs = append(recs, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list bulks of %q: %w", instanceID, err)
+	}
+	slices.SortFunc(recs, func(a, b BulkRecord) int {
+		if c := b.sortTime().Compare(a.sortTime()); c != 0 {
+			return c
+		}
+		return cmp.Or(cmp.Compare(a.InstanceID, b.InstanceID), cmp.Compare(a.BulkID, b.BulkID))
+	})
+	return recs, nil
+}
+
+func (r BulkRecord) sortTime() time.Time {
+	if r.StartedAt.IsZero() {
+		return r.UpdatedAt
+	}
+	return r.StartedAt
+}
+
+// CancelBulk asks the bulk request's run to stop: it sets CancelRequested
+// on the record by compare-and-set, retrying when the record changed
+// meanwhile (its run renews it every second), and returns the record as
+// written. The run stops starting new contacts, finishes those in hand and
+// completes with cancelled: true; a run that takes the request over later,
+// or a delivery of the request that finds the record, does the same. It is
+// idempotent: a record already cancelled, or COMPLETING or COMPLETED (too
+// late to cancel), is returned unchanged. ErrBulkNotFound when there is no
+// record: the request was never taken on, or is unknown.
+func (s *KV) CancelBulk(ctx context.Context, instanceID, bulkID string) (BulkRecord, error) {
+	for {
+		r, err := s.GetBulk(ctx, instanceID, bulkID)
+		if err != nil {
+			return BulkRecord{}, err
+		}
+		if r.CancelRequested || r.Status == BulkCompleting || r.Status == BulkCompleted {
+			return r, nil
+		}
+		r.CancelRequested, r.CancelRequestedAt = true, s.now()
+		saved, err := s.PutBulk(ctx, r)
+		if errors.Is(err, ErrBulkConflict) {
+			if err := ctx.Err(); err != nil {
+				return BulkRecord{}, fmt.Errorf("store: cancel bulk %s/%q: %w", instanceID, bulkID, err)
+			}
+			continue
+		}
+		if err != nil {
+			return BulkRecord{}, fmt.Errorf("store: cancel bulk %s/%q: %w", instanceID, bulkID, err)
+		}
+		return saved, nil
+	}
 }

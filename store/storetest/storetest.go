@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/contactstop/contactstop/events"
 	"github.com/contactstop/contactstop/store"
 )
 
@@ -73,6 +75,9 @@ type Store interface {
 	DeleteBulkPending(ctx context.Context, slots []string) error
 	BulkPendingWritten(ctx context.Context, slots []string) (time.Time, error)
 	BulkFailures(ctx context.Context, instanceID, bulkID string) (map[string]store.Outcome, error)
+	ListBulks(ctx context.Context, instanceID string) ([]store.BulkRecord, error)
+	CancelBulk(ctx context.Context, instanceID, bulkID string) (store.BulkRecord, error)
+	CountMatching(ctx context.Context, instanceID string, f events.BulkFilter) (store.MatchCount, error)
 	ContactsSequence(ctx context.Context) (uint64, error)
 }
 
@@ -157,6 +162,10 @@ func run(t *testing.T, newStore func(t *testing.T) Store, replicatedOnly bool) {
 		{"BulkRecords", testBulkRecords, false},
 		{"BulkPending", testBulkPending, false},
 		{"BulkFailures", testBulkFailures, false},
+		{"ListBulks", testListBulks, false},
+		{"CancelBulk", testCancelBulk, false},
+		{"CancelBulkRacesWriters", testCancelBulkRacesWriters, false},
+		{"CountMatching", testCountMatching, false},
 		{"RecordFailuresTransient", testRecordFailuresTransient, false},
 		{"EndContactsInvalidRecord", testEndContactsInvalidRecord, false},
 	}
@@ -2508,4 +2517,242 @@ func testEndContactsInvalidRecord(t *testing.T, s Store) {
 		require.ErrorIs(t, o.Err, store.ErrInvalidContact, name)
 		requireUnchanged(t, s, stored, "%s: nothing is written", name)
 	}
+}
+
+// testListBulks lists the bulk records of one instance and of all, newest
+// first, and sees that pending slots, recorded failures and instance locks
+// in the same bucket are not listed.
+func testListBulks(t *testing.T, s Store) {
+	c := ctx(t)
+	got, err := s.ListBulks(c, "acme")
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	mk := func(inst, id string, started time.Time, status store.BulkStatus) store.BulkRecord {
+		r, err := s.PutBulk(c, store.BulkRecord{BulkID: id, InstanceID: inst, Status: status, Run: 1, StartedAt: started})
+		require.NoError(t, err)
+		return r
+	}
+	b1 := mk("acme", "b1", at, store.BulkCompleted)
+	b2 := mk("acme", "b 2/é", at.Add(time.Minute), store.BulkRunning)
+	b3 := mk("beta", "b3", at.Add(30*time.Second), store.BulkRunning)
+	b4 := mk("acme2", "b4", at.Add(2*time.Minute), store.BulkRunning)
+	// What else the bucket holds next to bulk records.
+	require.NoError(t, s.PutBulkPending(c, "acme", "b1", 1, 0, []string{"x", "y"}))
+	res := record(t, s, store.RecordFailureParams{Key: store.RequestKey{InstanceID: "acme", ContactID: "z",
+		RequestID: "b1/z", BulkID: "b1"}, Failure: failure("X", 0)})
+	require.NoError(t, res.Err)
+	if r, ok := s.(Raw); ok {
+		b := r.RawBuckets()
+		_, err := b.kv(t, b.Bulks).Put(c, "=lock.acme", []byte(`{"instanceId":"acme","bulkId":"b1"}`))
+		require.NoError(t, err)
+	}
+
+	ids := func(rs []store.BulkRecord) (out []string) {
+		for _, r := range rs {
+			out = append(out, r.InstanceID+"/"+r.BulkID)
+		}
+		return out
+	}
+	got, err = s.ListBulks(c, "acme")
+	require.NoError(t, err)
+	require.Equal(t, []string{"acme/b 2/é", "acme/b1"}, ids(got), "one instance's, newest first; acme2's are not acme's")
+	require.Equal(t, b2.Revision, got[0].Revision)
+	require.Equal(t, store.BulkRunning, got[0].Status)
+	require.Equal(t, b1.Revision, got[1].Revision)
+	require.Equal(t, store.BulkCompleted, got[1].Status)
+
+	got, err = s.ListBulks(c, "")
+	require.NoError(t, err)
+	require.Equal(t, []string{"acme2/b4", "acme/b 2/é", "beta/b3", "acme/b1"}, ids(got), "every instance's, newest first")
+	require.Equal(t, b3.Revision, got[2].Revision)
+	require.Equal(t, b4.Revision, got[0].Revision)
+
+	_, err = s.ListBulks(c, "bad inst")
+	require.ErrorIs(t, err, store.ErrInvalidInstance)
+}
+
+// testCancelBulk cancels a running bulk request once, idempotently, and
+// leaves completed ones as they are.
+func testCancelBulk(t *testing.T, s Store) {
+	c := ctx(t)
+	_, err := s.CancelBulk(c, "acme", "none")
+	require.ErrorIs(t, err, store.ErrBulkNotFound)
+	_, err = s.CancelBulk(c, "bad inst", "b")
+	require.ErrorIs(t, err, store.ErrInvalidInstance)
+
+	running, err := s.PutBulk(c, store.BulkRecord{BulkID: "b 1/é", InstanceID: "acme", Status: store.BulkRunning,
+		Owner: "runner-1", Run: 1, Matched: 10, Done: 4, Walking: true, StartedAt: at})
+	require.NoError(t, err)
+	cancelled, err := s.CancelBulk(c, "acme", "b 1/é")
+	require.NoError(t, err)
+	require.True(t, cancelled.CancelRequested)
+	require.False(t, cancelled.CancelRequestedAt.IsZero())
+	require.Greater(t, cancelled.Revision, running.Revision)
+	require.Equal(t, store.BulkRunning, cancelled.Status, "the run completes it")
+	require.Equal(t, "runner-1", cancelled.Owner, "the lease stays with the run")
+	require.Equal(t, 4, cancelled.Done)
+
+	got, err := s.GetBulk(c, "acme", "b 1/é")
+	require.NoError(t, err)
+	require.True(t, got.CancelRequested)
+	require.Equal(t, cancelled.Revision, got.Revision)
+
+	again, err := s.CancelBulk(c, "acme", "b 1/é")
+	require.NoError(t, err)
+	require.Equal(t, cancelled.Revision, again.Revision, "a second cancel writes nothing")
+	require.True(t, again.CancelRequested)
+
+	// The run's write at the revision it read before the cancel fails: it
+	// must read the record again, and so learns of the cancel.
+	_, err = s.PutBulk(c, running)
+	require.ErrorIs(t, err, store.ErrBulkConflict)
+
+	// Too late: completing and completed bulk requests are left alone.
+	for _, st := range []store.BulkStatus{store.BulkCompleting, store.BulkCompleted} {
+		done, err := s.PutBulk(c, store.BulkRecord{BulkID: "done-" + string(st), InstanceID: "acme", Status: st, Run: 1, StartedAt: at})
+		require.NoError(t, err)
+		got, err := s.CancelBulk(c, "acme", done.BulkID)
+		require.NoError(t, err, st)
+		require.False(t, got.CancelRequested, st)
+		require.Equal(t, done.Revision, got.Revision, st)
+		require.Equal(t, st, got.Status)
+	}
+	// A WAITING one can be cancelled before it starts.
+	waiting, err := s.PutBulk(c, store.BulkRecord{BulkID: "w", InstanceID: "acme", Status: store.BulkWaiting})
+	require.NoError(t, err)
+	got, err = s.CancelBulk(c, "acme", "w")
+	require.NoError(t, err)
+	require.True(t, got.CancelRequested)
+	require.Greater(t, got.Revision, waiting.Revision)
+}
+
+// testCancelBulkRacesWriters cancels while runners renew the record by
+// compare-and-set, as a running bulk does: the cancel gets through, and no
+// runner's write undoes it.
+func testCancelBulkRacesWriters(t *testing.T, s Store) {
+	c := ctx(t)
+	_, err := s.PutBulk(c, store.BulkRecord{BulkID: "b", InstanceID: "acme", Status: store.BulkRunning, Owner: "r", Run: 1, StartedAt: at})
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var renewals atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, err := s.GetBulk(c, "acme", "b")
+				if !assert.NoError(t, err) {
+					return
+				}
+				r.Done++
+				if _, err := s.PutBulk(c, r); err == nil {
+					renewals.Add(1)
+				} else if !assert.ErrorIs(t, err, store.ErrBulkConflict) {
+					return
+				}
+			}
+		})
+	}
+	require.Eventually(t, func() bool { return renewals.Load() >= 20 }, 10*time.Second, time.Millisecond)
+	got, err := s.CancelBulk(c, "acme", "b")
+	require.NoError(t, err)
+	require.True(t, got.CancelRequested)
+	before := renewals.Load()
+	require.Eventually(t, func() bool { return renewals.Load() >= before+20 }, 10*time.Second, time.Millisecond)
+	close(stop)
+	wg.Wait()
+	final, err := s.GetBulk(c, "acme", "b")
+	require.NoError(t, err)
+	require.True(t, final.CancelRequested, "no write at an older revision undid the cancel")
+	require.Greater(t, final.Done, got.Done, "the runners went on writing after the cancel")
+}
+
+// testCountMatching counts what a clear would match, with the clear's
+// filter rule, and changes nothing.
+func testCountMatching(t *testing.T, s Store) {
+	c := ctx(t)
+	_, err := s.CountMatching(c, "acme", events.BulkFilter{})
+	require.ErrorIs(t, err, store.ErrInstanceNotFound)
+	_, err = s.PutInstance(c, store.Instance{InstanceID: "acme"})
+	require.NoError(t, err)
+	_, err = s.PutInstance(c, store.Instance{InstanceID: "beta"})
+	require.NoError(t, err)
+
+	n, err := s.CountMatching(c, "acme", events.BulkFilter{})
+	require.NoError(t, err)
+	require.Equal(t, store.MatchCount{ByQueue: map[string]int{}, ByState: map[string]int{}}, n)
+
+	mk := func(id string, state store.State, queue string, ch store.Channel, enq time.Time) store.Contact {
+		k := contact("acme", id)
+		k.State, k.QueueID, k.Channel, k.EnqueuedAt = state, queue, ch, enq
+		return put(t, s, k)
+	}
+	var all []store.Contact
+	for i := range 5 {
+		all = append(all, mk(fmt.Sprintf("q-billing-%d", i), store.StateQueued, "billing", store.ChannelVoice, at.Add(-time.Hour)))
+	}
+	for i := range 3 {
+		all = append(all, mk(fmt.Sprintf("q-sales-%d", i), store.StateQueued, "sales", store.ChannelChat, at.Add(time.Hour)))
+	}
+	all = append(all,
+		mk("conn", store.StateConnected, "billing", store.ChannelVoice, at.Add(-time.Hour)),
+		mk("hold", store.StateOnHold, "sales", store.ChannelVoice, at.Add(-time.Hour)),
+		mk("no-queue", store.StateQueued, "", store.ChannelVoice, time.Time{}),
+		mustEnd(t, s, put(t, s, contact("acme", "ended")), "r-1"),
+	)
+	put(t, s, contact("beta", "beta-1"))
+	bad := 0
+	if r, ok := s.(Raw); ok {
+		r.RawBuckets().put(t, "acme.notjson", "not json")
+		bad = 1
+	}
+
+	tests := []struct {
+		name string
+		f    events.BulkFilter
+		want store.MatchCount
+	}{
+		{"default QUEUED", events.BulkFilter{}, store.MatchCount{Matched: 9,
+			ByQueue: map[string]int{"billing": 5, "sales": 3, "": 1}, ByState: map[string]int{"QUEUED": 9}}},
+		{"queue", events.BulkFilter{QueueIDs: []string{"billing"}}, store.MatchCount{Matched: 5,
+			ByQueue: map[string]int{"billing": 5}, ByState: map[string]int{"QUEUED": 5}}},
+		{"states", events.BulkFilter{States: []string{"QUEUED", "CONNECTED", "ON_HOLD"}, QueueIDs: []string{"billing", "sales"}},
+			store.MatchCount{Matched: 10, ByQueue: map[string]int{"billing": 6, "sales": 4},
+				ByState: map[string]int{"QUEUED": 8, "CONNECTED": 1, "ON_HOLD": 1}}},
+		{"channel", events.BulkFilter{Channels: []string{"CHAT"}}, store.MatchCount{Matched: 3,
+			ByQueue: map[string]int{"sales": 3}, ByState: map[string]int{"QUEUED": 3}}},
+		{"enqueued before", events.BulkFilter{EnqueuedBefore: &at}, store.MatchCount{Matched: 5,
+			ByQueue: map[string]int{"billing": 5}, ByState: map[string]int{"QUEUED": 5}}},
+		{"nothing", events.BulkFilter{QueueIDs: []string{"none"}}, store.MatchCount{
+			ByQueue: map[string]int{}, ByState: map[string]int{}}},
+	}
+	for _, tt := range tests {
+		tt.want.Unreadable = bad
+		n, err := s.CountMatching(c, "acme", tt.f)
+		require.NoError(t, err, tt.name)
+		require.Equal(t, tt.want, n, tt.name)
+		// The clear's rule, contact by contact.
+		m, want := tt.f.Matcher(), 0
+		for _, k := range all {
+			if m.Match(string(k.State), k.QueueID, string(k.Channel), k.EnqueuedAt) {
+				want++
+			}
+		}
+		require.Equal(t, want, n.Matched, "%s: the count is the clear's filter rule", tt.name)
+	}
+	for _, k := range all {
+		requireUnchanged(t, s, k, "counting changes nothing")
+	}
+
+	_, err = s.CountMatching(c, "acme", events.BulkFilter{States: []string{"ENDED"}})
+	var ve *events.ValidationError
+	require.ErrorAs(t, err, &ve)
+	require.Equal(t, "filter.states", ve.Field)
+	_, err = s.CountMatching(c, "bad inst", events.BulkFilter{})
+	require.ErrorIs(t, err, store.ErrInvalidInstance)
 }
