@@ -38,8 +38,21 @@ func (r *bulkRun) acquire(ctx context.Context) error {
 	case rec.Owner != "" && now.Before(rec.LeaseUntil):
 		return fmt.Errorf("%w (%s, until %s)", errBulkBusy, rec.Owner, rec.LeaseUntil.Format(time.RFC3339))
 	}
+	// A cancelled bulk request starts no contact: it need not wait for the
+	// instance's turn, but takes the lock if it is free (or its own), so
+	// that it lets it go at completion.
+	cancelled := rec.CancelRequested
 	if !r.spec.emergency {
-		if err := r.lockInstance(ctx); err != nil {
+		err := r.lockInstance(ctx)
+		switch {
+		case cancelled && errors.Is(err, errInstanceBusy):
+		case errors.Is(err, errInstanceBusy) && rec.Revision == 0:
+			// Waiting for its turn: a WAITING record lets it be listed and
+			// cancelled meanwhile. Another delivery's write is as good.
+			_, _ = w.store.PutBulk(ctx, store.BulkRecord{BulkID: r.spec.bulkID, InstanceID: r.spec.instanceID,
+				Status: store.BulkWaiting})
+			return err
+		case err != nil:
 			return err
 		}
 	}
@@ -67,6 +80,9 @@ func (r *bulkRun) acquire(ctx context.Context) error {
 	}
 	r.rec, r.run = rec, rec.Run
 	r.setLease(rec.LeaseUntil)
+	if cancelled {
+		r.cancelled.Store(true)
+	}
 	return nil
 }
 
@@ -195,8 +211,24 @@ func (r *bulkRun) save(ctx context.Context, change func(*store.BulkRecord)) erro
 			rec.ReasonCodes[string(k)] = v
 		}
 	}
+	base := rec
 	change(&rec)
 	saved, err := r.w.store.PutBulk(ctx, rec)
+	if errors.Is(err, store.ErrBulkConflict) {
+		// A cancel (CancelBulk) is the one write to the record that is not
+		// the run's: take it in and write again.
+		cur, gerr := r.w.store.GetBulk(ctx, base.InstanceID, base.BulkID)
+		if gerr != nil || !cur.CancelRequested || base.CancelRequested || cur.Owner != base.Owner ||
+			cur.Run != base.Run || cur.Status != base.Status {
+			return err
+		}
+		r.cancelled.Store(true)
+		r.rec.CancelRequested, r.rec.CancelRequestedAt, r.rec.Revision = true, cur.CancelRequestedAt, cur.Revision
+		rec = base
+		rec.CancelRequested, rec.CancelRequestedAt, rec.Revision = true, cur.CancelRequestedAt, cur.Revision
+		change(&rec)
+		saved, err = r.w.store.PutBulk(ctx, rec)
+	}
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,16 @@ import (
 //  4. record the completion event, publish it, mark the record COMPLETED,
 //     ack.
 //
+// Cancelling (store.CancelBulk) sets CancelRequested on the record. The
+// run learns of it when it next writes the record (the lease's renewal,
+// every second) or when it takes the lease, and then starts no contact:
+// the batches in hand finish, and the walk goes on only to count the
+// contacts earlier runs of the bulk ended (a first run has none, and stops
+// walking at once), so that the completion (cancelled: true) counts every
+// stored result of the bulk and nothing else. A cancel that meets the
+// completion being recorded is taken into it, as long as it was accepted
+// (CancelBulk leaves a COMPLETING or COMPLETED record alone).
+//
 // A run that dies or is paused past its lease is taken over by the next
 // delivery, which walks again. The run remembers every contact it
 // dispatched; a contact ENDED by this bulk that it did not dispatch was
@@ -91,6 +101,11 @@ type bulkRun struct {
 	leaseOK atomic.Int64
 
 	matched, done, stopped, skipped, unreadable atomic.Int64
+	// cancelled is set once the run learns that the bulk request was
+	// cancelled (CancelBulk): from its record when it takes the lease, or
+	// when a write of the record meets the cancel (every second, with the
+	// lease). From then on it starts no contact.
+	cancelled atomic.Bool
 	// failures are the contacts of this bulk with a recorded failure, by
 	// contactId: those of earlier runs, read at the start, and this run's.
 	failures map[string]store.Outcome
@@ -337,7 +352,39 @@ func (r *bulkRun) walk(ctx context.Context) error {
 		_, ok := r.mine[maphash.String(r.seed, escapedID)]
 		return ok
 	}
-	err := w.store.WalkContacts(ctx, store.WalkParams{InstanceID: r.spec.instanceID, Skip: dispatched}, func(e store.WalkEntry) error {
+	// Once cancelled, a first run has nothing more to count: every contact
+	// ended by the bulk is one it dispatched.
+	stopWalk := func() bool { return r.cancelled.Load() && r.run == 1 && !r.republishAll }
+	var err error
+	if !stopWalk() {
+		err = w.store.WalkContacts(ctx, store.WalkParams{InstanceID: r.spec.instanceID, Skip: dispatched}, r.walkEntry(&batch, send, stopWalk))
+	}
+	if errors.Is(err, errBulkWalkStopped) {
+		err = nil
+	}
+	if err == nil {
+		err = send()
+	}
+	close(batches)
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	return err
+}
+
+// errBulkWalkStopped ends a cancelled first run's walk.
+var errBulkWalkStopped = errors.New("the bulk request was cancelled")
+
+// walkEntry returns the walk's function: it puts every contact to decide
+// or to count again into the batch, and sends the batch when full.
+func (r *bulkRun) walkEntry(batchp *[]bulkItem, send func() error, stopWalk func() bool) func(e store.WalkEntry) error {
+	w := r.w
+	size := cap(*batchp)
+	return func(e store.WalkEntry) error {
+		if stopWalk() {
+			return errBulkWalkStopped
+		}
 		if e.Bad != nil {
 			r.unreadable.Add(1)
 			r.log.Warn("passing over a record that cannot be read as a contact", zap.Error(e.Bad))
@@ -360,6 +407,9 @@ func (r *bulkRun) walk(ctx context.Context) error {
 			// By an earlier or concurrent run of this bulk.
 			it.replay = stopped
 			it.republish = r.republishAll || c.Revision > r.boundary || r.recheck[c.ContactID]
+		case r.cancelled.Load():
+			// Cancelled: no contact is started.
+			return nil
 		case r.spec.match.Match(string(c.State), c.QueueID, string(c.Channel), c.EnqueuedAt):
 		default:
 			return nil
@@ -369,20 +419,11 @@ func (r *bulkRun) walk(ctx context.Context) error {
 		if w.hooks.bulkItem != nil && w.hooks.bulkItem(r.spec.bulkID, int(n)) {
 			return errBulkAbandoned
 		}
-		if batch = append(batch, it); len(batch) == size {
+		if *batchp = append(*batchp, it); len(*batchp) == size {
 			return send()
 		}
 		return nil
-	})
-	if err == nil {
-		err = send()
 	}
-	close(batches)
-	wg.Wait()
-	if cause := context.Cause(ctx); cause != nil {
-		return cause
-	}
-	return err
 }
 
 // stopBatch decides a batch of contacts: it records them in its pending
@@ -393,6 +434,19 @@ func (r *bulkRun) stopBatch(ctx context.Context, slot int, batch []bulkItem) err
 	w := r.w
 	if !r.leaseValid() {
 		return errBulkLeaseLost
+	}
+	if r.cancelled.Load() {
+		// Not started yet: only earlier runs' contacts are still counted.
+		kept := batch[:0]
+		for _, bi := range batch {
+			if bi.replay != undecided {
+				kept = append(kept, bi)
+			}
+		}
+		r.matched.Add(int64(len(kept) - len(batch)))
+		if batch = kept; len(batch) == 0 {
+			return nil
+		}
 	}
 	var pending []string
 	for _, bi := range batch {
@@ -597,15 +651,22 @@ func (r *bulkRun) complete(ctx context.Context) error {
 		done = r.counts()
 		done.BulkID, done.InstanceID = r.spec.bulkID, r.spec.instanceID
 		done.StartedAt, done.CompletedAt = r.rec.StartedAt, w.cfg.Now().UTC()
-		data, err := json.Marshal(done)
-		if err != nil {
-			return fmt.Errorf("encode completion: %w", err)
-		}
-		// Recording it also proves the lease is still ours.
-		err = w.retry(ctx, r.log, func() error {
+		// Recording it also proves the lease is still ours. A cancel
+		// accepted until then is in the record (save takes it in).
+		err := w.retry(ctx, r.log, func() error {
+			var encErr error
 			err := r.save(ctx, func(rec *store.BulkRecord) {
+				done.Cancelled = rec.CancelRequested
+				data, err := json.Marshal(done)
+				if err != nil {
+					encErr = err
+				}
 				rec.Walking, rec.Status, rec.Completion, rec.CompletingAt = false, store.BulkCompleting, data, done.CompletedAt
+				rec.Matched, rec.Done, rec.Cancelled = done.Matched, done.Matched, done.Cancelled
 			})
+			if encErr != nil {
+				return permanent(fmt.Errorf("encode completion: %w", encErr))
+			}
 			if errors.Is(err, store.ErrBulkConflict) {
 				return permanent(fmt.Errorf("%w: %w", errBulkLeaseLost, err))
 			}
@@ -626,6 +687,7 @@ func (r *bulkRun) complete(ctx context.Context) error {
 	err := w.retry(ctx, r.log, func() error {
 		err := r.save(ctx, func(rec *store.BulkRecord) {
 			rec.Status, rec.Owner, rec.LeaseUntil, rec.CompletedAt = store.BulkCompleted, "", time.Time{}, done.CompletedAt
+			rec.Cancelled = done.Cancelled
 		})
 		if errors.Is(err, store.ErrBulkConflict) {
 			return permanent(err)
@@ -654,7 +716,7 @@ func (r *bulkRun) complete(ctx context.Context) error {
 		codes = append(codes, string(k))
 	}
 	slices.Sort(codes)
-	r.log.Info("bulk request completed", zap.Int("matched", done.Matched), zap.Int("stopped", done.Stopped),
+	r.log.Info("bulk request completed", zap.Bool("cancelled", done.Cancelled), zap.Int("matched", done.Matched), zap.Int("stopped", done.Stopped),
 		zap.Int("failed", done.Failed), zap.Int("skipped", done.Skipped), zap.Int("unreadable", done.Unreadable),
 		zap.Strings("reason_codes", codes), zap.Int("run", r.rec.Run))
 	return nil
