@@ -51,6 +51,7 @@ type serveOptions struct {
 	ingestKey       string
 	syncInterval    time.Duration
 	ingestTwilio    bool
+	api             apiOptions
 }
 
 func newServeCmd() *cobra.Command {
@@ -111,6 +112,7 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz on this address (e.g. :8080); empty: off")
 	f.BoolVar(&o.ingestTwilio, "ingest-twilio", false, "with --http: accept TaskRouter event callbacks at POST /ingest/twilio, verified with the X-Twilio-Signature of TWILIO_AUTH_TOKEN")
 	f.DurationVar(&o.syncInterval, "sync-interval", time.Minute, "bring the inventory of instances bound to a platform that lists its contacts (cxone, twilio, genesys) up to date this often, once across the replicas; 0: off")
+	o.api.register(f)
 	f.StringVar(&o.ingestKey, "ingest-key", "", "with --http: accept Amazon Connect contact events at POST /ingest/amazon-connect from senders presenting the key in this file (at least 16 bytes) as Authorization: Bearer or X-Api-Key; empty: off")
 	f.StringVar(&o.config, "config", "", "YAML file of settings, keys being flag names (workers: 64)")
 	f.StringArrayVar(&o.authKeys, "auth-key", nil, "turn authorization on: a PEM file of an Ed25519 public key (repeatable; see docs/security.md)")
@@ -202,6 +204,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	ingest := ingests{connect: connectIngest, twilio: twilioIngest}
+	authz, _ := o.worker.Authorizer.(*auth.Verifier)
+	stopAPI, err := newStopContactAPI(o.api, o.http, authz, log.Named("api"))
+	if err != nil {
+		return err
+	}
 
 	opts := []nats.Option{
 		nats.Name("contactstop serve"),
@@ -284,7 +291,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 				return w.Ready(ctx)
 			}
 			return errors.New("starting")
-		}, log, ingest.routes(reg))
+		}, log, joinRoutes(ingest.routes(reg), stopAPI.routes()))
 		if err != nil {
 			return err
 		}
@@ -301,6 +308,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	ingest.use(st)
+	if err := stopAPI.use(js, st); err != nil {
+		return err
+	}
 	// Instances bound to a platform end their contacts there, within one
 	// budget per quota key shared by every replica.
 	var promReg prometheus.Registerer
