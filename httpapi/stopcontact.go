@@ -244,8 +244,11 @@ func (h *StopContact) serve(r *http.Request, requestID string, log *zap.Logger) 
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Wait)
 	defer cancel()
 	opts := client.StopOptions{Wait: true}
-	if tp := r.Header.Get("Traceparent"); events.ValidTraceparent(tp) {
+	if tp := r.Header.Get(events.HeaderTraceparent); events.ValidTraceparent(tp) {
 		opts.Traceparent = tp
+	}
+	if id := r.Header.Get(events.HeaderCorrelationID); len(id) <= events.MaxCorrelationIDBytes {
+		opts.CorrelationID = id
 	}
 	_, res, err := h.cfg.Client.Stop(ctx, req, opts)
 	if err != nil {
