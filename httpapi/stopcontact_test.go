@@ -244,7 +244,10 @@ func TestStopContactStops(t *testing.T) {
 	e := setup(t, options{})
 	e.seed("c-1")
 	rec := &recorder{}
-	out, err := e.sdk(opsID, opsSecret, rec, nil).StopContact(t.Context(), stopInput(inst, "c-1"))
+	withCorrelationID := func(o *connect.Options) {
+		o.APIOptions = append(o.APIOptions, smithyhttp.AddHeaderValue(events.HeaderCorrelationID, "corr-42"))
+	}
+	out, err := e.sdk(opsID, opsSecret, rec, nil, withCorrelationID).StopContact(t.Context(), stopInput(inst, "c-1"))
 	require.NoError(t, err)
 	require.NotNil(t, out)
 	attempts := rec.all()
@@ -260,6 +263,11 @@ func TestStopContactStops(t *testing.T) {
 	res := e.results(id)
 	require.Len(t, res, 1)
 	require.NotNil(t, res[0].Stopped)
+	stream, err := e.js.Stream(t.Context(), events.StreamResults)
+	require.NoError(t, err)
+	msg, err := stream.GetLastMsgForSubject(t.Context(), events.StoppedSubject(inst))
+	require.NoError(t, err)
+	require.Equal(t, "corr-42", msg.Header.Get(events.HeaderCorrelationID), "the call's Correlation-Id is passed on")
 }
 
 func TestStopContactExceptions(t *testing.T) {
