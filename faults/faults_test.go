@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/contactstop/contactstop/events"
+	"github.com/contactstop/contactstop/store"
 )
 
 // TestFaults runs every scenario, one after the other (they share the two
@@ -31,7 +32,10 @@ func TestFaults(t *testing.T) {
 		{"bulk_runner_pause", testBulkRunnerPause},
 		{"bulk_takeover_after_window", testBulkTakeoverAfterWindow},
 		{"mixed_workload", testMixedWorkload},
-		{"platform_clear", testPlatformClear},
+		{"platform_clear", testPlatformClear(store.PlatformAmazonConnect)},
+		{"platform_clear_cxone", testPlatformClear(store.PlatformCXone)},
+		{"platform_clear_twilio", testPlatformClear(store.PlatformTwilio)},
+		{"platform_clear_genesys", testPlatformClear(store.PlatformGenesys)},
 	} {
 		t.Run(sc.name, sc.run)
 	}

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -21,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contactstop/contactstop/events"
-	"github.com/contactstop/contactstop/platform/amazonconnect/connecttest"
 	"github.com/contactstop/contactstop/store"
 )
 
@@ -95,9 +93,7 @@ type platSizes struct {
 type platRun struct {
 	s    *scenario
 	sz   platSizes
-	fake *connecttest.Server
-	// connect maps a contactstop instance to its Connect instance.
-	connect map[string]string
+	fake platFake
 
 	instOf     map[string]string // contact id → contactstop instance, for every contact of the run
 	clear      []ContactRef      // the clears' contacts
@@ -107,6 +103,7 @@ type platRun struct {
 	singles    map[RequestKey]singleKind
 	resent     map[RequestKey]bool
 	bulkIDs    map[string]string // instance → its clear's bulkId
+	queue      string            // the clears' queue, as the platform names it
 	baseline   uint64            // the contacts bucket's last sequence before the run
 
 	watch *intentLog
@@ -154,14 +151,24 @@ func identityOf(reason, contactID string) string {
 	return "unknown reason " + strconv.Quote(reason)
 }
 
-func testPlatformClear(t *testing.T) {
+// testPlatformClear runs platform_clear against the fake of platform
+// (platformFakes). Amazon Connect's run is the full size; the others',
+// in short mode, a third of it.
+func testPlatformClear(platform string) func(*testing.T) {
+	return func(t *testing.T) { runPlatformClear(t, platform) }
+}
+
+func runPlatformClear(t *testing.T, platform string) {
 	s := newScenario(t, scenarioOptions{})
 	sz := platSizes{perInstance: 500, hungBefore: 15, dup: 40, unseen: 30, unknown: 15, hungSingles: 6, hangMid: 6, kills: 2, rounds: 1}
+	if platform != store.PlatformAmazonConnect {
+		sz = platSizes{perInstance: 170, hungBefore: 6, dup: 15, unseen: 12, unknown: 6, hungSingles: 3, hangMid: 3, kills: 1, rounds: 1}
+	}
 	if s.long {
 		sz = platSizes{perInstance: 3000, hungBefore: 60, dup: 250, unseen: 150, unknown: 60, hungSingles: 20, hangMid: 25, kills: 5, rounds: 3}
 	}
 	ctx := s.ctx(10 * time.Minute)
-	r := &platRun{s: s, sz: sz, connect: map[string]string{inst: connectA, betaInst: connectB},
+	r := &platRun{s: s, sz: sz, fake: platformFakes[platform](t, platRate, platBurst),
 		instOf: map[string]string{}, hungBefore: map[string]bool{}, singles: map[RequestKey]singleKind{}, resent: map[RequestKey]bool{},
 		bulkIDs: map[string]string{}, hungMid: map[string]time.Time{}}
 	r.comp.fakeFaults = map[string]int{}
@@ -180,7 +187,7 @@ func testPlatformClear(t *testing.T) {
 	for _, instance := range []string{inst, betaInst} {
 		id := r.bulkIDs[instance]
 		if _, err := events.NewPublisher(s.js).Bulk(ctx, events.BulkRequest{BulkID: id, InstanceID: instance,
-			Filter: events.BulkFilter{QueueIDs: []string{clearQueue}}, DisconnectReason: "bulk " + id}); err != nil {
+			Filter: events.BulkFilter{QueueIDs: []string{r.queue}}, DisconnectReason: "bulk " + id}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -192,7 +199,7 @@ func testPlatformClear(t *testing.T) {
 	wg.Go(func() { runEventsFrom(ctx, r.start, faults, 500*time.Millisecond) })
 	wg.Wait()
 	r.restarts.Wait()
-	r.fake.SetLatency(connecttest.OpStopContact, 0)
+	r.fake.SetLatency(opStop, 0)
 	if ctx.Err() != nil {
 		t.Fatalf("the workload ran out of time: %v", ctx.Err())
 	}
@@ -214,8 +221,8 @@ func testPlatformClear(t *testing.T) {
 	for _, n := range r.comp.fakeFaults {
 		nFaults += n
 	}
-	s.finish(uint64(len(r.singles)+2), fmt.Sprintf("%d× kill -9 of one of 2 worker processes (restarted after 0–1 s); platform faults %s; at random points of the clears",
-		r.comp.kills, kvString(r.comp.fakeFaults)), nFaults)
+	s.finish(uint64(len(r.singles)+2), fmt.Sprintf("%d× kill -9 of one of 2 worker processes (restarted after 0–1 s); %s faults %s; at random points of the clears",
+		r.comp.kills, r.fake.Name(), kvString(r.comp.fakeFaults)), nFaults)
 }
 
 // kvString writes a map's counts in key order.
@@ -235,34 +242,28 @@ func kvString(m map[string]int) string {
 func (r *platRun) setUp(ctx context.Context) {
 	s, rng := r.s, rngFrom(r.s.rng)
 	t := s.t
-	r.fake = connecttest.New(t, connecttest.WithInstance(connectA), connecttest.WithInstance(connectB),
-		connecttest.WithQuota(connecttest.OpStopContact, platRate, platBurst),
-		connecttest.WithQuota(connecttest.OpDescribeContact, platRate, platBurst))
-	for instance, connect := range r.connect {
-		if _, err := s.st.PutInstance(ctx, store.Instance{InstanceID: instance, Binding: &store.Binding{
-			Platform: store.PlatformAmazonConnect, ConnectInstanceID: connect, Region: r.fake.Region,
-			Endpoint: r.fake.URL(), Rate: platRate, Burst: platBurst, QuotaKey: platQuotaKey}}); err != nil {
+	for _, instance := range []string{inst, betaInst} {
+		b := r.fake.Binding(instance)
+		b.Rate, b.Burst, b.QuotaKey = platRate, platBurst, platQuotaKey
+		if _, err := s.st.PutInstance(ctx, store.Instance{InstanceID: instance, Binding: &b}); err != nil {
 			t.Fatalf("bind %s: %v", instance, err)
 		}
 		r.bulkIDs[instance] = fmt.Sprintf("clear-%s-%d", instance, suite.seed)
 	}
-	// The AWS SDK's default chain, from the environment only.
-	none := filepath.Join(t.TempDir(), "none")
-	s.env = []string{"AWS_ACCESS_KEY_ID=" + r.fake.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + r.fake.SecretAccessKey,
-		"AWS_SESSION_TOKEN=", "AWS_PROFILE=", "AWS_CONFIG_FILE=" + none, "AWS_SHARED_CREDENTIALS_FILE=" + none,
-		"AWS_EC2_METADATA_DISABLED=true"}
+	s.env = r.fake.Env(t)
+	r.queue = r.fake.QueueID(clearQueue)
 
 	enqueued := time.Now().Add(-time.Minute).UTC()
 	for _, instance := range []string{inst, betaInst} {
 		prefix := map[string]string{inst: "a", betaInst: "b"}[instance]
 		contacts := make([]store.Contact, r.sz.perInstance)
 		for i := range contacts {
-			id := prefix + strconv.Itoa(i)
-			contacts[i] = store.Contact{ContactID: id, InstanceID: instance, State: store.StateQueued, QueueID: clearQueue,
+			id := r.fake.ID(prefix + strconv.Itoa(i))
+			contacts[i] = store.Contact{ContactID: id, InstanceID: instance, State: store.StateQueued, QueueID: r.queue,
 				Channel: store.ChannelVoice, EnqueuedAt: enqueued}
 			r.instOf[id] = instance
 			r.clear = append(r.clear, ContactRef{instance, id})
-			r.fake.AddContact(r.connect[instance], connecttest.Contact{ID: id, QueueID: clearQueue, EnqueuedAt: enqueued})
+			r.fake.Add(instance, platContact{ID: id, QueueID: r.queue, EnqueuedAt: enqueued})
 		}
 		got, err := s.st.SeedContacts(ctx, iter.Seq[store.Contact](slices.Values(contacts)))
 		if err != nil || got != len(contacts) {
@@ -270,28 +271,34 @@ func (r *platRun) setUp(ctx context.Context) {
 		}
 		// The customer hung up; no event reached the store yet.
 		for _, i := range rng.Perm(r.sz.perInstance)[:r.sz.hungBefore] {
-			id := prefix + strconv.Itoa(i)
+			id := r.fake.ID(prefix + strconv.Itoa(i))
 			r.hungBefore[id] = true
-			r.fake.AddContact(r.connect[instance], connecttest.Contact{ID: id, QueueID: clearQueue, EnqueuedAt: enqueued,
+			r.fake.Add(instance, platContact{ID: id, QueueID: r.queue, EnqueuedAt: enqueued,
 				DisconnectedAt: time.Now().Add(-10 * time.Second)})
 		}
 	}
 	for i := range r.sz.unseen {
-		id, instance := "u"+strconv.Itoa(i), []string{inst, betaInst}[i%2]
-		c := connecttest.Contact{ID: id, AgentConnected: true}
+		id, instance := r.fake.ID("u"+strconv.Itoa(i)), []string{inst, betaInst}[i%2]
+		c := platContact{ID: id, AgentConnected: true}
 		if i%4 < 2 {
 			// Queued in the clear's queue: the store learns it from a
 			// single request, maybe while the clear walks.
-			c = connecttest.Contact{ID: id, QueueID: clearQueue, EnqueuedAt: enqueued}
+			c = platContact{ID: id, QueueID: r.queue, EnqueuedAt: enqueued}
 		}
-		r.fake.AddContact(r.connect[instance], c)
+		r.fake.Add(instance, c)
 		r.instOf[id] = instance
 		r.unseen = append(r.unseen, ContactRef{instance, id})
 	}
 	for i := range r.sz.unknown {
-		id, instance := "x"+strconv.Itoa(i), []string{inst, betaInst}[i%2]
+		id, instance := r.fake.ID("x"+strconv.Itoa(i)), []string{inst, betaInst}[i%2]
 		r.instOf[id] = instance
 		r.unknown = append(r.unknown, ContactRef{instance, id})
+	}
+	// The contacts nothing targets (newScenario's "idle") wait in another
+	// queue, on the platform too: a listing platform's sync would rightly
+	// record ENDED what it does not have.
+	for i := range 200 {
+		r.fake.Add(inst, platContact{ID: "idle" + strconv.Itoa(i), QueueID: r.fake.QueueID("idle"), EnqueuedAt: enqueued})
 	}
 	seq, err := s.st.ContactsSequence(ctx)
 	if err != nil {
@@ -299,9 +306,9 @@ func (r *platRun) setUp(ctx context.Context) {
 	}
 	r.baseline = seq
 	r.watch = watchIntents(ctx, t, s.js, []string{inst, betaInst})
-	s.logf("bound %s and %s to the fake Amazon Connect at %s (quota key %q, %d/s burst %d; the fake's StopContact and DescribeContact quotas the same); "+
+	s.logf("bound %s and %s to the fake %s at %s (quota key %q, %d/s burst %d; the fake's stop and read quotas the same); "+
 		"seeded %d QUEUED contacts each in queue %q (%d each hung up on the platform), %d contacts only on the platform",
-		inst, betaInst, r.fake.URL(), platQuotaKey, platRate, platBurst, r.sz.perInstance, clearQueue, r.sz.hungBefore, len(r.unseen))
+		inst, betaInst, r.fake.Name(), r.fake.URL(), platQuotaKey, platRate, platBurst, r.sz.perInstance, clearQueue, r.sz.hungBefore, len(r.unseen))
 }
 
 // at returns a random point in [lo, hi) of the expected run.
@@ -388,7 +395,7 @@ func (r *platRun) hangupEvents(rng *rand.Rand) []event {
 	for _, i := range rng.Perm(len(pool))[:r.sz.hangMid] {
 		ref := pool[i]
 		evs = append(evs, event{at: r.at(rng, 0.05, 0.8), what: "hang up " + ref.String(), do: func(context.Context) {
-			if r.fake.Disconnect(r.connect[ref.Instance], ref.ContactID) {
+			if r.fake.Disconnect(ref.Instance, ref.ContactID) {
 				r.mu.Lock()
 				r.hungMid[ref.ContactID] = time.Now()
 				r.mu.Unlock()
@@ -411,7 +418,7 @@ func (r *platRun) faultEvents(rng *rand.Rand) []event {
 		pick, down := rng.IntN(2), time.Duration(rng.Int64N(int64(time.Second)+1))
 		evs = append(evs, event{at: r.at(rng, 0.1, 0.8), what: "kill", do: func(ctx context.Context) { r.kill(ctx, pick, down) }})
 	}
-	stop, describe := connecttest.OpStopContact, connecttest.OpDescribeContact
+	fake := r.fake
 	script := func(kind string, do func()) func(context.Context) {
 		return func(context.Context) {
 			r.comp.fakeFaults[kind]++
@@ -423,59 +430,58 @@ func (r *platRun) faultEvents(rng *rand.Rand) []event {
 		// every one must wait for the budget again.
 		n := 3 + rng.IntN(s.size(8, 28))
 		evs = append(evs, event{at: r.at(rng, 0.05, 0.75), do: script("throttling", func() {
-			s.inject("platform: the next %d StopContact answered ThrottlingException (Retry-After 1 s)", n)
-			r.fake.FailNext(stop, n, connecttest.Throttling("1"))
+			s.inject("platform: the next %d stop calls answered throttled (429, Retry-After 1 s)", n)
+			fake.Fail(opStop, n, faultThrottle)
 			r.comp.scriptedThrottles += n
 		})})
 		n5 := 1 + rng.IntN(5)
 		evs = append(evs, event{at: r.at(rng, 0.05, 0.75), do: script("500", func() {
-			s.inject("platform: the next %d StopContact answered 500 InternalServiceException", n5)
-			r.fake.FailNext(stop, n5, connecttest.InternalError())
+			s.inject("platform: the next %d stop calls answered 500", n5)
+			fake.Fail(opStop, n5, faultServer)
 		})})
 		nd := 1 + rng.IntN(3)
 		evs = append(evs, event{at: r.at(rng, 0.05, 0.75), do: script("dropped", func() {
-			s.inject("platform: the next %d StopContact dropped (connection closed before it is carried out)", nd)
-			r.fake.FailNext(stop, nd, connecttest.DropConnection())
+			s.inject("platform: the next %d stop calls dropped (connection closed before it is carried out)", nd)
+			fake.Fail(opStop, nd, faultDrop)
 		})})
 		ndesc, which := 1+rng.IntN(3), rng.IntN(3)
 		evs = append(evs, event{at: r.at(rng, 0.05, 0.75), do: script("describe", func() {
-			f, name := []connecttest.Fault{connecttest.Throttling("1"), connecttest.InternalError(), connecttest.DropConnection()}[which],
-				[]string{"ThrottlingException (Retry-After 1 s)", "500 InternalServiceException", "a dropped connection"}[which]
-			s.inject("platform: the next %d DescribeContact answered %s", ndesc, name)
-			r.fake.FailNext(describe, ndesc, f)
+			name := []string{"throttled (429, Retry-After 1 s)", "500", "a dropped connection"}[which]
+			s.inject("platform: the next %d reads answered %s", ndesc, name)
+			fake.Fail(opRead, ndesc, platFault(which))
 			if which == 0 {
 				r.comp.scriptedThrottles += ndesc
 			}
 		})})
 		nl := 1 + rng.IntN(5)
 		evs = append(evs, event{at: r.at(rng, 0.05, 0.75), do: script("lost", func() {
-			s.inject("platform: the next %d StopContact take effect and lose their answer (connection closed)", nl)
-			r.fake.LoseNext(stop, nl)
+			s.inject("platform: the next %d stop calls take effect and lose their answer (connection closed)", nl)
+			fake.LoseNext(opStop, nl)
 		})})
 		nh := 1 + rng.IntN(3)
 		evs = append(evs, event{at: r.at(rng, 0.05, 0.75), do: script("hung", func() {
-			s.inject("platform: the next %d StopContact take effect and hold their answer until the caller gives up", nh)
-			r.fake.HangNext(stop, nh)
+			s.inject("platform: the next %d stop calls take effect and hold their answer until the caller gives up", nh)
+			fake.HangNext(opStop, nh)
 		})})
 		// A platform that keeps throttling: a call retried without
 		// waiting for the budget would exceed it at once.
 		squeeze := time.Duration(s.size(500, 1000))*time.Millisecond + time.Duration(rng.Int64N(int64(s.size(500, 1000))*int64(time.Millisecond)))
 		evs = append(evs, event{at: r.at(rng, 0.05, 0.75), do: script("quota", func() {
-			f := s.inject("platform: StopContact quota squeezed to %d/s burst %d for %s (another application of the account takes the rest)",
+			f := s.inject("platform: stop quota squeezed to %d/s burst %d for %s (another application of the account takes the rest)",
 				platRate/4, platBurst/4, squeeze.Round(time.Millisecond))
-			r.fake.SetQuota(stop, platRate/4, platBurst/4)
+			fake.SetQuota(opStop, platRate/4, platBurst/4)
 			time.Sleep(squeeze)
-			r.fake.SetQuota(stop, platRate, platBurst)
-			s.heal(f, "platform: StopContact quota back to %d/s burst %d", platRate, platBurst)
+			fake.SetQuota(opStop, platRate, platBurst)
+			s.heal(f, "platform: stop quota back to %d/s burst %d", platRate, platBurst)
 		})})
 		lat := 300*time.Millisecond + time.Duration(rng.Int64N(int64(2200*time.Millisecond)))
 		spell := time.Second + time.Duration(rng.Int64N(int64(time.Second)))
 		evs = append(evs, event{at: r.at(rng, 0.05, 0.75), do: script("latency", func() {
-			f := s.inject("platform: StopContact answers delayed %s for %s", lat.Round(time.Millisecond), spell.Round(time.Millisecond))
-			r.fake.SetLatency(stop, lat)
+			f := s.inject("platform: stop answers delayed %s for %s", lat.Round(time.Millisecond), spell.Round(time.Millisecond))
+			fake.SetLatency(opStop, lat)
 			time.Sleep(spell)
-			r.fake.SetLatency(stop, 0)
-			s.heal(f, "platform: StopContact latency back to none")
+			fake.SetLatency(opStop, 0)
+			s.heal(f, "platform: stop latency back to none")
 		})})
 	}
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
@@ -669,14 +675,14 @@ func (r *platRun) check(ctx context.Context, rep *Report) {
 		return
 	}
 	f := &platformFacts{rate: platRate, burst: platBurst, jitter: platJitter, calls: r.fake.Calls(),
-		platform: map[string]connecttest.Contact{}, instOf: r.instOf, effects: map[string]int{}, results: results,
+		platform: map[string]platContact{}, instOf: r.instOf, effects: map[string]int{}, results: results,
 		store: final, singles: r.singles, resent: r.resent, hungUp: map[string]bool{}}
 	r.watch.mu.Lock()
 	f.intents = maps.Clone(r.watch.intents)
 	writes := r.watch.writes
 	r.watch.mu.Unlock()
 	for id, instance := range r.instOf {
-		if c, ok := r.fake.Contact(r.connect[instance], id); ok {
+		if c, ok := r.fake.Contact(instance, id); ok {
 			f.platform[id] = c
 			f.effects[id] = r.fake.StopEffects(id)
 		}
@@ -714,7 +720,7 @@ func (r *platRun) check(ctx context.Context, rep *Report) {
 		}
 	}
 	c := r.comp
-	s.workload = fmt.Sprintf("inventory: %s and %s bound to one fake Amazon Connect quota key (budget and the fake's StopContact and DescribeContact quotas %d/s burst %d), "+
+	s.workload = fmt.Sprintf("inventory: %s and %s bound to the fake %s under one quota key (budget and the fake's stop and read quotas %d/s burst %d), "+
 		"%d QUEUED contacts each in queue %q (%d each hung up on the platform before the run, inventory behind), %d contacts only on the platform, %d unknown; "+
 		"2 bulk clears (one per instance, sharing the budget): %s; %d single requests in %d messages (%d contacts of the clears ×2, %d unseen (+%d twice), %d unknown, %d hung-up; "+
 		"resent %d with the same Nats-Msg-Id, %d without); %d customers hung up mid-run (%d more found already ended); "+
@@ -722,7 +728,7 @@ func (r *platRun) check(ctx context.Context, rep *Report) {
 		"StopContact calls %d: %d took effect (%d of them answer lost), %d ContactNotFoundException, %d ThrottlingException (%d scripted), %d 5xx, %d dropped; "+
 		"DescribeContact calls %d (%d throttled); busiest 1 s: %d StopContact calls (limit %d + %d for %s of jitter), %d calls took at least %s; "+
 		"contact writes seen %d, intents %d; stopped on a hang-up after the intent %d; second StopContact from the request that had stopped the contact %d (%d of them resent); platform violations %d",
-		inst, betaInst, platRate, platBurst, r.sz.perInstance, clearQueue, r.sz.hungBefore, len(r.unseen), len(r.unknown),
+		inst, betaInst, r.fake.Name(), platRate, platBurst, r.sz.perInstance, clearQueue, r.sz.hungBefore, len(r.unseen), len(r.unknown),
 		strings.Join(bulks, "; "), len(r.singles), c.messages, r.sz.dup, r.sz.unseen, (r.sz.unseen+2)/4, r.sz.unknown, min(r.sz.hungSingles, 2*r.sz.hungBefore),
 		c.resendsID, c.resendsNoID, c.hangMid, c.hangMidLate,
 		fig.singlesStopped, fig.singlesNotFound, fig.blocked, fig.retryable, rep.Results, rep.Stopped, rep.FailedByReason,
@@ -740,11 +746,11 @@ type platformFacts struct {
 	rate   float64
 	burst  int
 	jitter time.Duration
-	calls  []connecttest.Call
+	calls  []platCall
 	// platform holds every contact of the run the platform has, as it
-	// ends, and effects how many StopContact calls ended each; instOf
-	// maps every contact of the run to its contactstop instance.
-	platform map[string]connecttest.Contact
+	// ends, and effects how many stop calls ended each; instOf maps every
+	// contact of the run to its contactstop instance.
+	platform map[string]platContact
 	effects  map[string]int
 	instOf   map[string]string
 	results  map[RequestKey][]storedResult
@@ -818,16 +824,36 @@ type platformFigures struct {
 func checkPlatform(f *platformFacts) (fig platformFigures, problems []string) {
 	problem := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	type reached struct {
-		effects, gone []connecttest.Call
+		effects, gone []platCall
 		callers       map[string]bool
 	}
 	byContact := map[string]*reached{}
-	history := map[string][]connecttest.Call{}
+	history := map[string][]platCall{}
+	// callerOf is the identity of the request a call came from: what the
+	// call says (its disconnect reason), or on a platform whose calls say
+	// nothing of it, the request whose intent was on the contact's record
+	// when the call was made (the intent protocol writes it before every
+	// call).
+	callerOf := func(c platCall) string {
+		if c.Caller != "" {
+			return identityOf(c.Caller, c.ContactID)
+		}
+		var by *store.Intent
+		for i, in := range f.intents[ContactRef{f.instOf[c.ContactID], c.ContactID}] {
+			if !in.At.After(c.At) && (by == nil || in.At.After(by.At)) {
+				by = &f.intents[ContactRef{f.instOf[c.ContactID], c.ContactID}][i]
+			}
+		}
+		if by == nil {
+			return "no intent before the call"
+		}
+		return by.RequestID
+	}
 	// calls is a contact's calls, for a problem's line.
 	calls := func(id string) string {
 		var b strings.Builder
 		for _, c := range history[id] {
-			fmt.Fprintf(&b, " [%s %s %q → %d %s", c.At.Format("15:04:05.000000"), c.Op, c.DisconnectReason, c.Status, c.Code)
+			fmt.Fprintf(&b, " [%s %s %q → %d %s", c.At.Format("15:04:05.000000"), c.Op, callerOf(c), c.Status, c.Code)
 			if c.Effect {
 				b.WriteString(" EFFECT")
 			}
@@ -838,14 +864,14 @@ func checkPlatform(f *platformFacts) (fig platformFigures, problems []string) {
 	var stops []time.Time
 	for _, c := range f.calls {
 		history[c.ContactID] = append(history[c.ContactID], c)
-		if c.Op == connecttest.OpDescribeContact {
+		if c.Op == opRead {
 			fig.describeCalls++
-			if c.Code == "ThrottlingException" {
+			if c.Throttled {
 				fig.describeThrottled++
 			}
 			continue
 		}
-		if c.Op != connecttest.OpStopContact {
+		if c.Op != opStop {
 			continue
 		}
 		fig.stopCalls++
@@ -856,16 +882,16 @@ func checkPlatform(f *platformFacts) (fig platformFigures, problems []string) {
 			if c.Status == 0 {
 				fig.answerLost++
 			}
-		case c.Code == "ContactNotFoundException":
+		case c.Gone:
 			fig.notFound++
-		case c.Code == "ThrottlingException":
+		case c.Throttled:
 			fig.throttled++
 		case c.Status >= 500:
 			fig.serverErrors++
 		case c.Status == 0:
 			fig.dropped++
 		}
-		if !c.Effect && c.Code != "ContactNotFoundException" {
+		if !c.Effect && !c.Gone {
 			continue // not carried out
 		}
 		x := byContact[c.ContactID]
@@ -873,7 +899,7 @@ func checkPlatform(f *platformFacts) (fig platformFigures, problems []string) {
 			x = &reached{callers: map[string]bool{}}
 			byContact[c.ContactID] = x
 		}
-		x.callers[c.DisconnectReason] = true
+		x.callers[callerOf(c)] = true
 		if c.Effect {
 			x.effects = append(x.effects, c)
 		} else {
@@ -914,7 +940,7 @@ func checkPlatform(f *platformFacts) (fig platformFigures, problems []string) {
 			// Counted, not a violation; a second call from another
 			// request is one (TWO CALLERS).
 			e := x.effects[0]
-			k := RequestKey{f.instOf[id], id, identityOf(e.DisconnectReason, id)}
+			k := RequestKey{f.instOf[id], id, callerOf(e)}
 			fig.secondCalls++
 			if f.resent[k] {
 				fig.secondCallsResent++
@@ -926,7 +952,7 @@ func checkPlatform(f *platformFacts) (fig platformFigures, problems []string) {
 		}
 		// Every effect is announced by the request that made it.
 		for _, e := range x.effects {
-			k := RequestKey{f.instOf[id], id, identityOf(e.DisconnectReason, id)}
+			k := RequestKey{f.instOf[id], id, callerOf(e)}
 			if !slices.Contains(stoppedBy[id], k) {
 				problem("STOP WITHOUT RESULT: contact %q was stopped on the platform at %s by %s, which has no contact.stopped (results: %s; contact.stopped by %v); its calls:%s",
 					id, e.At.Format(time.RFC3339Nano), k, describeOrNone(f.results[k]), stoppedBy[id], calls(id))
@@ -939,7 +965,7 @@ func checkPlatform(f *platformFacts) (fig platformFigures, problems []string) {
 		for _, k := range stoppedBy[id] {
 			x := byContact[id]
 			if x != nil && len(x.effects) > 0 {
-				if by := identityOf(x.effects[0].DisconnectReason, id); by != k.ID {
+				if by := callerOf(x.effects[0]); by != k.ID {
 					problem("STOPPED BY ANOTHER: %s has contact.stopped, but the stop that took effect came from %q", k, by)
 				}
 				continue
@@ -1062,7 +1088,7 @@ func checkPlatform(f *platformFacts) (fig platformFigures, problems []string) {
 			problem("ENDED, STILL ACTIVE: contact %s is ENDED in the store (by %q) but active on the platform", ref, c.EndedBy)
 		}
 		if c.EndedBy == store.EndedByPlatform && p.Stopped {
-			problem("STOP RECORDED AS A HANG-UP: contact %s is ENDED by the platform in the store, but a StopContact (%q) ended it", ref, p.DisconnectReason)
+			problem("STOP RECORDED AS A HANG-UP: contact %s is ENDED by the platform in the store, but a StopContact (%q) ended it", ref, p.Caller)
 		}
 	}
 	for _, ref := range f.untouched {
@@ -1103,9 +1129,9 @@ func TestPlatformChecker(t *testing.T) {
 		return storedResult{failed: &events.StopFailed{RequestID: k.ID, ContactID: k.ContactID, InstanceID: k.Instance,
 			ReasonCode: code, Message: msg, Retryable: retryable}}
 	}
-	stop := func(ms int, contact, reason string, status int, code string, effect bool) connecttest.Call {
-		return connecttest.Call{Op: connecttest.OpStopContact, ContactID: contact, DisconnectReason: reason, At: at(ms),
-			Status: status, Code: code, Effect: effect}
+	stop := func(ms int, contact, reason string, status int, code string, effect bool) platCall {
+		return platCall{Op: opStop, ContactID: contact, Caller: reason, At: at(ms), Status: status, Code: code, Effect: effect,
+			Gone: code == "ContactNotFoundException", Throttled: code == "ThrottlingException"}
 	}
 	bulkA0 := RequestKey{inst, "a0", "B/a0"}
 	s1, s2 := RequestKey{inst, "a1", "s1-a1"}, RequestKey{inst, "a1", "s2-a1"}
@@ -1117,15 +1143,15 @@ func TestPlatformChecker(t *testing.T) {
 			return store.Contact{ContactID: id, InstanceID: inst, State: store.StateEnded, EndedBy: by}
 		}
 		return &platformFacts{rate: 10, burst: 5, jitter: 100 * time.Millisecond,
-			calls: []connecttest.Call{
+			calls: []platCall{
 				stop(0, "a0", "bulk B", 500, "InternalServiceException", false),
 				stop(100, "a0", "bulk B", 0, "", true),
 				stop(200, "a1", "single s1-a1", 200, "", true),
-				{Op: connecttest.OpDescribeContact, ContactID: "a0", At: at(3100), Status: 200},
+				{Op: opRead, ContactID: "a0", At: at(3100), Status: 200},
 			},
-			platform: map[string]connecttest.Contact{
-				"a0": {ID: "a0", DisconnectedAt: at(100), Stopped: true, DisconnectReason: "bulk B"},
-				"a1": {ID: "a1", DisconnectedAt: at(200), Stopped: true, DisconnectReason: "single s1-a1"},
+			platform: map[string]platContact{
+				"a0": {ID: "a0", DisconnectedAt: at(100), Stopped: true, Caller: "bulk B"},
+				"a1": {ID: "a1", DisconnectedAt: at(200), Stopped: true, Caller: "single s1-a1"},
 				"a2": {ID: "a2", DisconnectedAt: at(900)},
 			},
 			effects: map[string]int{"a0": 1, "a1": 1},
@@ -1150,6 +1176,17 @@ func TestPlatformChecker(t *testing.T) {
 			hungUp:    map[string]bool{"a2": true},
 			clear:     []ContactRef{{inst, "a0"}, {inst, "a1"}, {inst, "a2"}},
 			untouched: []ContactRef{{inst, "idle0"}},
+		}
+	}
+	// anonymous strips what the calls say of their callers, as Genesys
+	// Cloud's disconnect carries none.
+	anonymous := func(f *platformFacts) {
+		for i := range f.calls {
+			f.calls[i].Caller = ""
+		}
+		for id, c := range f.platform {
+			c.Caller = ""
+			f.platform[id] = c
 		}
 	}
 	burst := func(f *platformFacts) {
@@ -1201,6 +1238,19 @@ func TestPlatformChecker(t *testing.T) {
 			f.results[x] = []storedResult{failed(x, events.ReasonInternalError, "StopContact: throttled: Rate exceeded", true)}
 			f.results[s1] = []storedResult{failed(s1, events.ReasonContactNotFound, "", false)}
 		}, want: []string{"THROTTLED RESULT", "STOP WITHOUT RESULT", "BUDGET", "NOT FOUND, NO WINNER", "NOT FOUND, NO WINNER", "NO OUTCOME"}},
+		{name: "calls that name no request, attributed by the intents (Genesys Cloud)", mutate: func(f *platformFacts) {
+			anonymous(f)
+		}},
+		{name: "a call that names no request, with no intent before it", mutate: func(f *platformFacts) {
+			anonymous(f)
+			f.intents[ContactRef{inst, "a1"}] = []store.Intent{{RequestID: "s1-a1", At: at(250)}}
+		}, want: []string{"STOP WITHOUT RESULT", "STOPPED BY ANOTHER"}},
+		{name: "two requests' anonymous calls, each after its own intent", mutate: func(f *platformFacts) {
+			anonymous(f)
+			f.calls = append(f.calls, stop(400, "a1", "", 404, "not.found", false))
+			f.calls[len(f.calls)-1].Gone = true
+			f.intents[ContactRef{inst, "a1"}] = append(f.intents[ContactRef{inst, "a1"}], store.Intent{RequestID: "s2-a1", At: at(300)})
+		}, want: []string{"TWO CALLERS"}},
 		{name: "not cleared, touched, made up", mutate: func(f *platformFacts) {
 			f.store[ContactRef{inst, "a2"}] = store.Contact{ContactID: "a2", InstanceID: inst, State: store.StateQueued}
 			f.store[ContactRef{inst, "idle0"}] = store.Contact{ContactID: "idle0", InstanceID: inst, State: store.StateQueued, Intent: &store.Intent{RequestID: "?"}}

@@ -74,10 +74,12 @@ its inventory comes from its contact events (POST /ingest/amazon-connect).`,
 			}
 			if o.json {
 				return printJSON(cmd.OutOrStdout(), map[string]any{"instanceId": instance, "listed": stats.Listed,
-					"applied": stats.Applied, "ended": stats.Ended, "seconds": stats.Took.Seconds()})
+					"applied": stats.Applied, "ended": stats.Ended, "missed": stats.Missed, "unconfirmed": stats.Unconfirmed,
+					"seconds": stats.Took.Seconds()})
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "synced %s from %s: %d active listed (%d new or changed), %d no longer listed recorded ENDED, in %s\n",
-				instance, inst.Binding.Platform, stats.Listed, stats.Applied, stats.Ended, stats.Took.Round(time.Millisecond))
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "synced %s from %s: %d active listed (%d new or changed), %d no longer listed recorded ENDED "+
+				"(the platform confirmed each; %d left out but active, %d not confirmed, kept), in %s\n",
+				instance, inst.Binding.Platform, stats.Listed, stats.Applied, stats.Ended, stats.Missed, stats.Unconfirmed, stats.Took.Round(time.Millisecond))
 			return err
 		},
 	}
@@ -117,7 +119,8 @@ func runSyncs(ctx context.Context, js jetstream.JetStream, st *store.KV, reg *re
 			}
 			stats, err := inventory.Sync(ctx, st, in.InstanceID, l, time.Now)
 			fields := []zap.Field{zap.String("instance_id", in.InstanceID), zap.String("platform", in.Binding.Platform),
-				zap.Int("listed", stats.Listed), zap.Int("applied", stats.Applied), zap.Int("ended", stats.Ended), zap.Duration("took", stats.Took)}
+				zap.Int("listed", stats.Listed), zap.Int("applied", stats.Applied), zap.Int("ended", stats.Ended),
+				zap.Int("missed", stats.Missed), zap.Int("unconfirmed", stats.Unconfirmed), zap.Duration("took", stats.Took)}
 			if err != nil {
 				log.Warn("inventory sync failed; the next interval tries again", append(fields, zap.Error(err))...)
 				continue

@@ -8,7 +8,12 @@
 // applied to the store as an event of that moment (store.ApplyContactEvent:
 // a newer event or stop already recorded wins), and every contact the store
 // holds as active that the platform did not list, and that nothing changed
-// since the sync began, is recorded ENDED by the platform. A stop in
+// since the sync began, is recorded ENDED by the platform — once the
+// platform confirms it (Confirmer): a listing is taken page by page from a
+// set that changes meanwhile, and a contact that ends between two pages
+// shifts the later ones, so an active one can be left out (found by the
+// platform_clear fault scenario: a sync during a clear recorded dozens of
+// waiting conversations ENDED, and the clear passed them over). A stop in
 // progress (its intent) is kept either way: its request asks the platform
 // what became of the contact.
 package inventory
@@ -39,13 +44,29 @@ type Coverage interface {
 	Lists(contactID string) bool
 }
 
+// Confirmer is implemented by a Lister that can say, within the platform's
+// budget, what became of one contact: Sync asks it about every active
+// record its listing left out before recording the contact ENDED. A
+// NotFound failure means ended; any other failure leaves the record as it
+// is until the next sync.
+type Confirmer interface {
+	Confirm(ctx context.Context, contactID string) (platform.Status, error)
+}
+
+// MaxConfirm bounds the confirmations of one sync: the records left out
+// beyond it wait for the next sync.
+const MaxConfirm = 1000
+
 // Stats is what a sync did.
 type Stats struct {
 	// Listed contacts the platform reported active; Applied of them
 	// changed the store (new, or in another state or queue).
 	Listed, Applied int
-	// Ended active records the platform no longer listed.
-	Ended int
+	// Ended active records the platform no longer listed (and, with a
+	// Confirmer, said had ended). Missed: left out of the listing, but
+	// active when asked; Unconfirmed: left out, and not asked (over
+	// MaxConfirm) or the question failed: both are kept as they are.
+	Ended, Missed, Unconfirmed int
 	// Started and Took time the sync.
 	Started time.Time
 	Took    time.Duration
@@ -96,7 +117,27 @@ func Sync(ctx context.Context, st Store, instanceID string, l platform.Lister, n
 	if err != nil && !errors.Is(err, store.ErrBadRecord) {
 		return stats, fmt.Errorf("inventory: walk %s's contacts: %w", instanceID, err)
 	}
-	for _, c := range gone {
+	conf, _ := l.(Confirmer)
+	for i, c := range gone {
+		if conf != nil {
+			if i >= MaxConfirm {
+				stats.Unconfirmed += len(gone) - i
+				break
+			}
+			status, err := conf.Confirm(ctx, c.ContactID)
+			var pe *platform.Error
+			switch {
+			case err == nil && status.Active:
+				stats.Missed++
+				continue
+			case err == nil, errors.As(err, &pe) && pe.Kind == platform.NotFound:
+			case ctx.Err() != nil:
+				return stats, ctx.Err()
+			default:
+				stats.Unconfirmed++
+				continue
+			}
+		}
 		applied, err := st.ApplyContactEvent(ctx, store.ContactEvent{InstanceID: instanceID, ContactID: c.ContactID,
 			State: store.StateEnded, Channel: c.Channel, At: at})
 		if err != nil {

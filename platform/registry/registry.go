@@ -235,8 +235,40 @@ func (r *Registry) Lister(ctx context.Context, instanceID string) (platform.List
 	if err != nil || b == nil {
 		return nil, err
 	}
-	l, _ := b.Platform.(platform.Lister)
-	return l, nil
+	l, ok := b.Platform.(platform.Lister)
+	if !ok {
+		return nil, nil
+	}
+	return &confirmingLister{Lister: l, p: b.Platform, describes: b.Describes}, nil
+}
+
+// confirmingLister lets an inventory sync ask the platform about a contact
+// its listing left out (inventory.Confirmer), within the DescribeContact
+// budget, below single requests.
+type confirmingLister struct {
+	platform.Lister
+	p         platform.Platform
+	describes worker.Budget
+}
+
+func (c *confirmingLister) Confirm(ctx context.Context, contactID string) (platform.Status, error) {
+	if err := c.describes.Wait(ctx, false); err != nil {
+		return platform.Status{}, err
+	}
+	st, err := c.p.DescribeContact(ctx, contactID)
+	var pe *platform.Error
+	if errors.As(err, &pe) && pe.Kind == platform.Throttled {
+		c.describes.Throttled(pe.RetryAfter)
+	}
+	return st, err
+}
+
+// Lists passes the platform's coverage on (inventory.Coverage).
+func (c *confirmingLister) Lists(contactID string) bool {
+	if cov, ok := c.Lister.(interface{ Lists(string) bool }); ok {
+		return cov.Lists(contactID)
+	}
+	return true
 }
 
 type metrics struct {
