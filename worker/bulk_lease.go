@@ -271,6 +271,7 @@ func (w *Worker) completionStored(ctx context.Context, done events.BulkCompleted
 	if err != nil {
 		return false, err
 	}
+	defer w.deleteOrdered(ctx, cons)
 	for {
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
@@ -307,6 +308,7 @@ func (w *Worker) resultsStored(ctx context.Context, instanceID string, since tim
 	if err != nil {
 		return nil, err
 	}
+	defer w.deleteOrdered(ctx, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return nil, err
@@ -341,4 +343,14 @@ func (w *Worker) resultsStored(ctx context.Context, instanceID string, since tim
 		}
 	}
 	return nil, errors.New("the results stream delivered nothing while results were pending")
+}
+
+// deleteOrdered deletes an ordered consumer of the results stream once it
+// has served, rather than leaving it to lapse after five minutes.
+func (w *Worker) deleteOrdered(ctx context.Context, cons jetstream.Consumer) {
+	if info := cons.CachedInfo(); info != nil && info.Name != "" {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = w.js.DeleteConsumer(dctx, events.StreamResults, info.Name)
+	}
 }
