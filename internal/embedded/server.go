@@ -17,8 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -113,9 +115,11 @@ type Server struct {
 }
 
 // Start starts the server and waits until it accepts connections. It fails
-// when the configuration is invalid (see Validate), the configuration file
-// or a TLS file cannot be read, or the server does not start within 30 s
-// (the port in use, say).
+// at once when the configuration is invalid (see Validate), the
+// configuration file or a TLS file cannot be read, the listen address
+// cannot be listened on (the port in use), the data directory cannot be
+// created or written, or the server reports a fatal error while starting;
+// and after 30 s if it is still not ready.
 func Start(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -138,6 +142,9 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := checkDataDir(dir); err != nil {
+		return nil, err
+	}
 	opts, err := cfg.serverOptions()
 	if err != nil {
 		return nil, err
@@ -159,19 +166,71 @@ func Start(cfg Config) (*Server, error) {
 	// Contact keys of long non-ASCII contactIds make subjects of up to
 	// about 3.3 KB; leave room above the 4 KiB default.
 	opts.MaxControlLine = max(opts.MaxControlLine, 8192)
+	if port != -1 {
+		if err := checkListen(host, port); err != nil {
+			return nil, err
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
+	l := &logger{fatal: make(chan string, 1)}
 	if cfg.Logger != nil {
-		srv.SetLoggerV2(&logger{cfg.Logger.Named("nats-server").Sugar()}, false, false, false)
+		l.s = cfg.Logger.Named("nats-server").Sugar()
 	}
+	srv.SetLoggerV2(l, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, errors.New("embedded nats-server did not become ready within 30s (is the port in use?)")
+	// Ready, or the server's first fatal error (a port taken since the
+	// check, a JetStream store it cannot use), whichever comes first.
+	deadline := time.Now().Add(30 * time.Second)
+	for !srv.ReadyForConnections(100 * time.Millisecond) {
+		select {
+		case msg := <-l.fatal:
+			srv.Shutdown()
+			return nil, fmt.Errorf("embedded nats-server: %s", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			srv.Shutdown()
+			return nil, errors.New("embedded nats-server did not become ready within 30s")
+		}
 	}
 	return &Server{srv}, nil
+}
+
+// checkListen fails at once, naming the address, when the client port
+// cannot be listened on (another process has it, say), rather than leaving
+// the server to fail in the background.
+func checkListen(host string, port int) error {
+	if port == 0 {
+		return nil // any free port
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		hint := ""
+		if errors.Is(err, syscall.EADDRINUSE) {
+			hint = " (another process listens there: stop it, or give serve another --listen, or --nats-url to use a running server)"
+		}
+		return fmt.Errorf("embedded nats-server: cannot listen on %s: %w%s", addr, err, hint)
+	}
+	return ln.Close()
+}
+
+// checkDataDir fails at once when JetStream could not keep its files under
+// dir: it cannot be created, is not a directory, or cannot be written.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("embedded nats-server: data directory %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".contactstop-write-check-*")
+	if err != nil {
+		return fmt.Errorf("embedded nats-server: data directory %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	_ = f.Close()
+	return os.Remove(name)
 }
 
 // serverOptions returns the options of the configuration file, or of the
@@ -231,12 +290,52 @@ func (s *Server) Stop() {
 	s.WaitForShutdown()
 }
 
-// logger adapts zap to nats-server's Logger interface.
-type logger struct{ s *zap.SugaredLogger }
+// logger adapts zap (s, when not nil) to nats-server's Logger interface.
+// Notices (the start-up banner, among others) go to debug level: serve
+// says itself that the server started. The first fatal error is also
+// passed to Start on fatal.
+type logger struct {
+	s     *zap.SugaredLogger
+	fatal chan string
+}
 
-func (l *logger) Noticef(format string, v ...any) { l.s.Infof(format, v...) }
-func (l *logger) Warnf(format string, v ...any)   { l.s.Warnf(format, v...) }
-func (l *logger) Fatalf(format string, v ...any)  { l.s.Errorf(format, v...) }
-func (l *logger) Errorf(format string, v ...any)  { l.s.Errorf(format, v...) }
-func (l *logger) Debugf(format string, v ...any)  { l.s.Debugf(format, v...) }
-func (l *logger) Tracef(format string, v ...any)  { l.s.Debugf(format, v...) }
+func (l *logger) Noticef(format string, v ...any) {
+	if l.s != nil {
+		l.s.Debugf(format, v...)
+	}
+}
+
+func (l *logger) Warnf(format string, v ...any) {
+	if l.s != nil {
+		l.s.Warnf(format, v...)
+	}
+}
+
+func (l *logger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+	if l.s != nil {
+		l.s.Error(msg)
+	}
+}
+
+func (l *logger) Errorf(format string, v ...any) {
+	if l.s != nil {
+		l.s.Errorf(format, v...)
+	}
+}
+
+func (l *logger) Debugf(format string, v ...any) {
+	if l.s != nil {
+		l.s.Debugf(format, v...)
+	}
+}
+
+func (l *logger) Tracef(format string, v ...any) {
+	if l.s != nil {
+		l.s.Debugf(format, v...)
+	}
+}
