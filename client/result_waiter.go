@@ -59,6 +59,8 @@ func (rw *ResultWaiter) Find(ctx context.Context, duplicate bool, from time.Time
 	default:
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, rw.startSeq
 	}
+	// Deleted on return; the server reaps it should the process die first.
+	cfg.InactiveThreshold = 30 * time.Second
 	cons, err := rw.js.OrderedConsumer(ctx, events.StreamResults, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -66,6 +68,13 @@ func (rw *ResultWaiter) Find(ctx context.Context, duplicate bool, from time.Time
 		}
 		return fmt.Errorf("read results: %w", err)
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if info := cons.CachedInfo(); info != nil && info.Name != "" {
+			_ = rw.js.DeleteConsumer(dctx, events.StreamResults, info.Name)
+		}
+	}()
 	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("read results: %w", err)

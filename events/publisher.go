@@ -49,14 +49,14 @@ func WithCorrelationID(v string) PublishOption {
 type Receipt struct {
 	// RequestID is the request's requestId: the caller's, or the one
 	// Publisher.Stop generated. The result event carries the same ID.
-	RequestID string
+	RequestID string `json:"requestId"`
 	// Stream and Sequence locate the stored request.
-	Stream   string
-	Sequence uint64
+	Stream   string `json:"stream"`
+	Sequence uint64 `json:"sequence"`
 	// Duplicate is true when JetStream had already stored a request with the
 	// same instance and requestId within the stream's duplicate window; the
 	// request was not stored again and Sequence is that of the first one.
-	Duplicate bool
+	Duplicate bool `json:"duplicate"`
 }
 
 // Stop publishes one stop request and waits for JetStream to acknowledge it.

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,6 +11,9 @@ import (
 
 	"github.com/contactstop/contactstop/store"
 )
+
+// defaultNATSURL is where client commands look for NATS by default.
+const defaultNATSURL = nats.DefaultURL
 
 // clientOptions are the flags every client command shares.
 type clientOptions struct {
@@ -23,7 +24,7 @@ type clientOptions struct {
 }
 
 func (o *clientOptions) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.natsURL, "nats-url", nats.DefaultURL, "NATS server URL (comma-separated for a cluster)")
+	cmd.Flags().StringVar(&o.natsURL, "nats-url", defaultNATSURL, "NATS server URL (comma-separated for a cluster)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print machine-readable JSON on stdout")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 30*time.Second, "give up after this long")
 	o.sec.register(cmd.Flags())
@@ -36,6 +37,9 @@ type client struct {
 }
 
 func (o *clientOptions) connect(name string) (*client, error) {
+	if err := checkNATSURL(o.natsURL); err != nil {
+		return nil, err
+	}
 	sec, err := o.sec.options()
 	if err != nil {
 		return nil, err
@@ -68,8 +72,17 @@ func (c *client) openStore(ctx context.Context) (*store.KV, error) {
 	return st, nil
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// orderedInactive is how long the server keeps a client command's ordered
+// consumer after its last pull, should the command die before deleting it.
+const orderedInactive = 30 * time.Second
+
+// deleteOrdered deletes an ordered consumer a command is done with, so that
+// client commands leave no consumers behind (the inactivity threshold reaps
+// one whose command died).
+func deleteOrdered(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if info := cons.CachedInfo(); info != nil && info.Name != "" {
+		_ = js.DeleteConsumer(ctx, stream, info.Name)
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/contactstop/contactstop/store"
 )
@@ -21,6 +22,8 @@ func newContactsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "contacts",
 		Short: "Write, read, list, seed and sync contacts in the state store",
+		Example: `  contactstop contacts seed --instance acme --count 1000 --queue billing
+  contactstop contacts list --instance acme`,
 	}
 	cmd.AddCommand(newContactsPutCmd(), newContactsGetCmd(), newContactsListCmd(), newContactsSeedCmd(), newContactsSyncCmd())
 	return cmd
@@ -72,8 +75,9 @@ func newContactsPutCmd() *cobra.Command {
 		force                 bool
 	)
 	cmd := &cobra.Command{
-		Use:   "put --instance I --contact C [--state S] [--queue Q] [--channel CH] [--force]",
-		Short: "Write one contact (registering its instance)",
+		Use:     "put --instance I --contact C [--state S] [--queue Q] [--channel CH] [--force]",
+		Short:   "Write one contact (registering its instance)",
+		Example: `  contactstop contacts put --instance acme --contact c-1 --state QUEUED --queue billing --channel CHAT`,
 		Long: `Write one contact, replacing whatever is stored under its id, and register
 its instance. A contact that is ENDED stays ended: writing it back in an
 active state is refused unless --force is given (its record is also the
@@ -127,7 +131,11 @@ func newContactsGetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get --instance I --contact C",
 		Short: "Read one contact",
-		Args:  cobra.NoArgs,
+		Long: `Read one contact from the state store. The exit code is 3 when there is no
+such contact.`,
+		Example: `  contactstop contacts get --instance acme --contact c-1
+  contactstop contacts get --instance acme --contact "call/42" --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
@@ -193,8 +201,10 @@ func newContactsListCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "list --instance I",
-		Short: "List an instance's contacts (one JSON object per line with --json)",
-		Args:  cobra.NoArgs,
+		Short: "List an instance's contacts (one JSON array with --json)",
+		Example: `  contactstop contacts list --instance acme
+  contactstop contacts list --instance acme --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
@@ -213,16 +223,20 @@ func newContactsListCmd() *cobra.Command {
 				fmt.Fprintln(tw, "CONTACT\tSTATE\tQUEUE\tCHANNEL\tUPDATED")
 			}
 			n, bad := 0, 0
+			list := &jsonList{w: out}
 			err = st.WalkContacts(ctx, store.WalkParams{InstanceID: instanceID}, func(e store.WalkEntry) error {
 				if e.Bad != nil {
 					bad++
+					if o.json {
+						return writeJSONLine(cmd.ErrOrStderr(), map[string]string{"warning": e.Bad.Error()})
+					}
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", e.Bad)
 					return nil
 				}
 				c := e.Contact
 				n++
 				if o.json {
-					return writeJSONLine(out, c)
+					return list.add(c)
 				}
 				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ContactID, c.State, c.QueueID, c.Channel, c.UpdatedAt.Format(time.RFC3339))
 				return err
@@ -231,7 +245,7 @@ func newContactsListCmd() *cobra.Command {
 				return err
 			}
 			if o.json {
-				return nil
+				return list.close()
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -334,7 +348,8 @@ func newContactsSeedCmd() *cobra.Command {
 	return cmd
 }
 
+// isTerminal reports whether f is a terminal, where progress is drawn in
+// place.
 func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return term.IsTerminal(int(f.Fd()))
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"text/tabwriter"
 	"time"
 
@@ -17,6 +15,8 @@ func newInstancesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "instances",
 		Short: "Register and list instances (tenants)",
+		Example: `  contactstop instances add acme
+  contactstop instances list`,
 	}
 	cmd.AddCommand(newInstancesAddCmd(), newInstancesListCmd())
 	return cmd
@@ -127,7 +127,9 @@ func newInstancesListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List registered instances",
-		Args:  cobra.NoArgs,
+		Example: `  contactstop instances list
+  contactstop instances list --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
@@ -161,8 +163,4 @@ func newInstancesListCmd() *cobra.Command {
 	}
 	o.register(cmd)
 	return cmd
-}
-
-func writeJSONLine(w io.Writer, v any) error {
-	return json.NewEncoder(w).Encode(v)
 }

@@ -4,8 +4,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -16,32 +18,28 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// exitError carries a specific exit code (for example 2 when a waited-for
-// request ended in a failure result) without printing usage.
-type exitError struct {
-	code int
-	err  error
+func main() {
+	os.Exit(execute(context.Background(), newRootCmd(), os.Stderr))
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-func main() {
-	root := newRootCmd()
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "contactstop:", err)
-		var ee *exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
-		os.Exit(1)
+// execute runs the command line and returns the exit code, having printed
+// any error on stderr (as JSON with --json; see output.go).
+func execute(ctx context.Context, root *cobra.Command, stderr io.Writer) int {
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
 	}
+	return reportError(stderr, cmd, err)
 }
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "contactstop",
 		Short: "Stop contact-center contacts, one or thousands at a time, over NATS JetStream",
+		Example: `  contactstop serve --dev
+  contactstop contacts seed --instance acme --count 1000
+  contactstop stop --instance acme --contact c7 --wait
+  contactstop clear --instance acme --dry-run`,
 		Long: `contactstop terminates contact-center contacts on request.
 
 Publishers send contact.stop.requested messages to NATS JetStream; the worker
@@ -106,7 +104,9 @@ func newVersionCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Example: `  contactstop version
+  contactstop version --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), map[string]string{"version": version})

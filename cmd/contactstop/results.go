@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -87,10 +88,12 @@ func printResults(ctx context.Context, out io.Writer, js jetstream.JetStream, in
 			skip, stored = stored-uint64(last), uint64(last)
 		}
 	}
+	cfg.InactiveThreshold = orderedInactive
 	cons, err := js.OrderedConsumer(ctx, events.StreamResults, cfg)
 	if err != nil {
 		return fmt.Errorf("read results: %w", err)
 	}
+	defer deleteOrdered(js, events.StreamResults, cons)
 	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("read results: %w", err)
@@ -121,19 +124,35 @@ func printResults(ctx context.Context, out io.Writer, js jetstream.JetStream, in
 }
 
 func printResultLine(out io.Writer, msg jetstream.Msg, asJSON bool) error {
+	if asJSON {
+		// The message as stored, with its subject added: a result or a
+		// bulk completion. One that is not a JSON object is reported as
+		// such, still as one line of JSON.
+		var line map[string]any
+		if err := json.Unmarshal(msg.Data(), &line); err != nil || line == nil {
+			line = map[string]any{"unreadable": fmt.Sprintf("not a JSON object: %q", msg.Data())}
+		}
+		line["subject"] = msg.Subject()
+		return writeJSONLine(out, line)
+	}
+	if strings.HasPrefix(msg.Subject(), events.SubjectBulkCompleted+".") {
+		var d events.BulkCompleted
+		if err := json.Unmarshal(msg.Data(), &d); err != nil {
+			_, err = fmt.Fprintf(out, "%s: unreadable bulk completion: %v\n", msg.Subject(), err)
+			return err
+		}
+		what := "completed"
+		if d.Cancelled {
+			what = "cancelled"
+		}
+		_, err := fmt.Fprintf(out, "%s  bulk %s %s/%q: matched %d, stopped %d, failed %d, skipped %d\n", d.CompletedAt.Format(time.RFC3339), what,
+			d.InstanceID, d.BulkID, d.Matched, d.Stopped, d.Failed, d.Skipped)
+		return err
+	}
 	res, err := events.DecodeResult(msg.Subject(), msg.Data())
 	if err != nil {
 		_, err = fmt.Fprintf(out, "%s: unreadable result: %v\n", msg.Subject(), err)
 		return err
-	}
-	if asJSON {
-		// The result as stored, with its subject added.
-		var line map[string]any
-		if err := json.Unmarshal(msg.Data(), &line); err != nil {
-			return fmt.Errorf("result on %s: %w", msg.Subject(), err)
-		}
-		line["subject"] = msg.Subject()
-		return writeJSONLine(out, line)
 	}
 	if s := res.Stopped; s != nil {
 		_, err = fmt.Fprintf(out, "%s  stopped  %s/%q (was %s) by %s\n", s.StoppedAt.Format(time.RFC3339), s.InstanceID, s.ContactID, s.PreviousState, s.RequestID)

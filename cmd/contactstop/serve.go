@@ -59,6 +59,10 @@ func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the worker (with an embedded NATS server unless --nats-url is given)",
+		Example: `  contactstop serve --dev
+  contactstop serve --data-dir /var/lib/contactstop --http :8080 --auth-key keys/ops.pub.pem
+  contactstop serve --nats-url nats://nats-1:4222,nats://nats-2:4222 --replicas 3 --workers 128
+  contactstop serve --config /etc/contactstop/serve.yaml`,
 		Long: `Run the contactstop worker.
 
 With no --nats-url, an embedded NATS server with JetStream starts in this
@@ -89,8 +93,8 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.BoolVar(&o.allowOpen, "allow-open", false, "embedded server: listen off loopback with no client authentication (anyone who reaches it can do anything); refused without this")
 	f.BoolVar(&o.syncAlways, "sync-always", false, "embedded server: fsync every JetStream write before acknowledging it (survives OS crashes; slower)")
 	f.IntVar(&o.worker.Workers, "workers", worker.DefaultWorkers, "requests this process has in hand at once (pulled ahead, then decided in batches)")
-	f.IntVar(&o.worker.BatchSize, "batch-size", worker.DefaultBatchSize, "most requests decided together (one read, pipelined writes and results); 1 turns batching off (default: the smaller of 64 and --workers)")
-	f.IntVar(&o.topology.MaxAckPending, "max-ack-pending", worker.DefaultMaxAckPending, "consumer-wide limit of unacknowledged requests; at least 2×workers×replicas of serve (default: the larger of 1024 and 2×workers)")
+	f.IntVar(&o.worker.BatchSize, "batch-size", worker.DefaultBatchSize, "most requests decided together (one read, pipelined writes and results); 1 turns batching off; when not given, at most --workers")
+	f.IntVar(&o.topology.MaxAckPending, "max-ack-pending", worker.DefaultMaxAckPending, "consumer-wide limit of unacknowledged requests; at least 2×workers×replicas of serve; when not given, at least 2×workers")
 	f.DurationVar(&o.topology.AckWait, "ack-wait", worker.DefaultAckWait, "redeliver a request not acknowledged within this time")
 	f.IntVar(&o.worker.MaxAttempts, "max-attempts", worker.DefaultMaxAttempts, "attempts that meet transient errors before a request ends as INTERNAL_ERROR and is dead-lettered (deliveries handed back at shutdown are not attempts)")
 	f.IntVar(&o.worker.MaxAttempts, "max-deliveries", worker.DefaultMaxAttempts, "")
@@ -131,19 +135,38 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 }
 
 func newLogger(dev bool, level string) (*zap.Logger, error) {
+	cfg, err := loggerConfig(dev, level)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Build(loggerOptions...)
+}
+
+// loggerConfig is zap's production configuration (JSON), or with dev its
+// development one (console), at the level given.
+func loggerConfig(dev bool, level string) (zap.Config, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+		return zap.Config{}, fmt.Errorf("--log-level: %w", err)
 	}
 	cfg := zap.NewProductionConfig()
 	if dev {
 		cfg = zap.NewDevelopmentConfig()
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	return cfg.Build()
+	return cfg, nil
 }
 
+// loggerOptions: stack traces on errors only (the development
+// configuration adds them to warnings too, which buries the message).
+var loggerOptions = []zap.Option{zap.AddStacktrace(zapcore.ErrorLevel)}
+
 func runServe(ctx context.Context, o serveOptions) error {
+	if o.natsURL != "" {
+		if err := checkNATSURL(o.natsURL); err != nil {
+			return err
+		}
+	}
 	log, err := newLogger(o.dev, o.logLevel)
 	if err != nil {
 		return err

@@ -20,6 +20,8 @@ func newTokenCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Mint security-user tokens and make signing keys (for development and tests)",
+		Example: `  contactstop token keygen --out ./keys
+  contactstop token issue --key ./keys/ed25519.pem --sub ops --allow 'contact:*:instance/acme/*'`,
 		Long: `Mint the securityUser tokens that serve checks when started with --auth-key.
 
 A token is a JWT signed with an Ed25519 private key (EdDSA) or an HS256 secret,
@@ -188,6 +190,8 @@ func newTokenKeygenCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keygen --out DIR [--name NAME]",
 		Short: "Write a new Ed25519 key pair: NAME.pem (private) and NAME.pub.pem (public)",
+		Example: `  contactstop token keygen --out ./keys
+  contactstop token keygen --out ./keys --name ops --json`,
 		Long: `Write a new Ed25519 key pair into --out (created if missing, mode 0700):
 NAME.pem, the private key that token issue signs with (mode 0600: keep it
 secret), and NAME.pub.pem, the public key to give to serve --auth-key. Existing
