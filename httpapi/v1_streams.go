@@ -153,8 +153,8 @@ type v1DeadLetterView struct {
 
 type v1DeadLettersView struct {
 	DeadLetters []v1DeadLetterView `json:"deadLetters"`
-	Since       time.Time        `json:"since"`
-	Truncated   bool             `json:"truncated"`
+	Since       time.Time          `json:"since"`
+	Truncated   bool               `json:"truncated"`
 }
 
 // deadLetters: GET /v1/deadletters?instance=&since=24h&limit=20 — the last

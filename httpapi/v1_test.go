@@ -23,6 +23,7 @@ import (
 	"github.com/contactstop/contactstop/auth"
 	"github.com/contactstop/contactstop/client"
 	"github.com/contactstop/contactstop/httpapi"
+	"github.com/contactstop/contactstop/httpapi/console"
 	"github.com/contactstop/contactstop/internal/natstest"
 	"github.com/contactstop/contactstop/store"
 	"github.com/contactstop/contactstop/worker"
@@ -48,6 +49,10 @@ type v1Env struct {
 type v1Options struct {
 	auth     bool // authorization on, in the API and the worker
 	noWorker bool
+	// console also serves the web console.
+	console bool
+	// bulkWorkers, when set, is the worker's BulkWorkers (a slow clear).
+	bulkWorkers int
 }
 
 func v1Setup(t *testing.T, o v1Options) *v1Env {
@@ -75,6 +80,9 @@ func v1Setup(t *testing.T, o v1Options) *v1Env {
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	api.Register(mux)
+	if o.console {
+		console.New().Register(mux)
+	}
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
 	if !o.noWorker {
@@ -86,6 +94,9 @@ func v1Setup(t *testing.T, o v1Options) *v1Env {
 		}
 		if verifier != nil {
 			cfg.Authorizer = verifier
+		}
+		if o.bulkWorkers > 0 {
+			cfg.BulkWorkers, cfg.BatchSize = o.bulkWorkers, 1
 		}
 		w, err := worker.New(js, st, cfg)
 		require.NoError(t, err)
