@@ -113,7 +113,7 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.Int64Var(&o.topology.MaxBytes, "stream-max-bytes", worker.DefaultStreamMaxBytes, "storage bound of each stream: when the requests stream is full publishers are refused; results drop their oldest")
 	f.DurationVar(&o.topology.MaxAge, "max-age", worker.DefaultMaxAge, "how long requests, results and the outcome records of failed requests are kept")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, wait this long for in-flight requests")
-	f.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz on this address (e.g. :8080); empty: off")
+	f.StringVar(&o.http, "http", "", "serve /metrics, /healthz, /readyz, the JSON API (/v1/) and the web console (/) on this address (e.g. :8080); empty: off")
 	f.BoolVar(&o.ingestTwilio, "ingest-twilio", false, "with --http: accept TaskRouter event callbacks at POST /ingest/twilio, verified with the X-Twilio-Signature of TWILIO_AUTH_TOKEN")
 	f.DurationVar(&o.syncInterval, "sync-interval", time.Minute, "bring the inventory of instances bound to a platform that lists its contacts (cxone, twilio, genesys) up to date this often, once across the replicas; 0: off")
 	o.api.register(f)
@@ -232,6 +232,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	web := newWebAPI(authz, log.Named("web"))
 
 	opts := []nats.Option{
 		nats.Name("contactstop serve"),
@@ -314,7 +315,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 				return w.Ready(ctx)
 			}
 			return errors.New("starting")
-		}, log, joinRoutes(ingest.routes(reg), stopAPI.routes()))
+		}, log, joinRoutes(ingest.routes(reg), stopAPI.routes(), web.routes()))
 		if err != nil {
 			return err
 		}
@@ -332,6 +333,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	ingest.use(st)
 	if err := stopAPI.use(js, st); err != nil {
+		return err
+	}
+	if err := web.use(js, st); err != nil {
 		return err
 	}
 	// Instances bound to a platform end their contacts there, within one
