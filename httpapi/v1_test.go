@@ -462,3 +462,28 @@ func TestV1CancelARunningClear(t *testing.T) {
 	a = e.call("POST", "/v1/instances/acme/bulks/b-2/cancel", nil, true)
 	require.Equal(t, http.StatusAccepted, a.status, "idempotent")
 }
+
+// A body that is not declared JSON is refused: a browser cannot send a
+// JSON content type to another site without a CORS preflight, so a page
+// elsewhere cannot make an operator's browser start a clear.
+func TestV1RefusesBodiesNotDeclaredJSON(t *testing.T) {
+	t.Parallel()
+	e := v1Setup(t, v1Options{noWorker: true})
+	e.register("acme")
+	for _, path := range []string{"/v1/instances/acme/stops", "/v1/instances/acme/clears"} {
+		for _, ct := range []string{"application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"} {
+			req, err := http.NewRequestWithContext(t.Context(), "POST", e.srv.URL+path, strings.NewReader(`{"contactId":"c","dryRun":true}`))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", ct)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			raw, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode, "%s %s", path, ct)
+			require.Contains(t, string(raw), `"code":"INVALID_REQUEST"`)
+			req.Body = io.NopCloser(strings.NewReader(`{"contactId":"c","dryRun":true}`))
+			e.validate(req, []byte(`{"contactId":"c","dryRun":true}`), resp, raw, false)
+		}
+	}
+}
