@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -108,6 +109,9 @@ type V1 struct {
 	cfg V1Config
 	mux *http.ServeMux
 	log *zap.Logger
+	// closing is closed by Close: event streams end.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // NewV1 returns the JSON API, or the errors of cfg.Validate.
@@ -116,7 +120,7 @@ func NewV1(cfg V1Config) (*V1, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &V1{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger.Named("api")}
+	a := &V1{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger.Named("api"), closing: make(chan struct{})}
 	m := a.mux
 	m.HandleFunc("GET /v1/openapi.json", a.openAPI)
 	m.HandleFunc("GET /v1/instances", a.listInstances)
@@ -137,6 +141,13 @@ func NewV1(cfg V1Config) (*V1, error) {
 // Register adds the API to mux under "/v1/".
 func (a *V1) Register(mux *http.ServeMux) {
 	mux.Handle("/v1/", a)
+}
+
+// Close ends the open event streams (/v1/events), which an HTTP server's
+// Shutdown would otherwise wait for; other calls are unaffected. Call it
+// before shutting the server down.
+func (a *V1) Close() {
+	a.closeOnce.Do(func() { close(a.closing) })
 }
 
 // ServeHTTP serves the API.

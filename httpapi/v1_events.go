@@ -106,7 +106,7 @@ func (a *V1) events(w http.ResponseWriter, r *http.Request) {
 		f(w)
 		return rc.Flush() == nil
 	}
-	if !send(func(w io.Writer) { fmt.Fprint(w, "retry: 3000\n: contactstop events\n\n") }) {
+	if !send(func(w io.Writer) { _, _ = io.WriteString(w, "retry: 3000\n: contactstop events\n\n") }) {
 		return
 	}
 
@@ -124,6 +124,8 @@ func (a *V1) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-a.closing:
+			return
 		case msg, open := <-msgs:
 			if !open {
 				return
@@ -137,7 +139,7 @@ func (a *V1) events(w http.ResponseWriter, r *http.Request) {
 			ok = send(func(w io.Writer) { p.poll(r, w, discover || n%5 == 0) })
 			discover = false
 		case <-heartbeat.C:
-			ok = send(func(w io.Writer) { fmt.Fprint(w, ": keep-alive\n\n") })
+			ok = send(func(w io.Writer) { _, _ = io.WriteString(w, ": keep-alive\n\n") })
 		}
 		if !ok {
 			return

@@ -114,6 +114,12 @@ func TestV1EventsStreamResultsAndBulkProgress(t *testing.T) {
 		t.Fatal("no event after reconnecting")
 	}
 
+	// Close ends the open streams (serve calls it before shutting down).
+	e.api.Close()
+	for range evs2 {
+	}
+	require.NoError(t, ctx2.Err(), "the stream ended at Close, not at its deadline")
+
 	// Bad input.
 	e.token = ""
 	a := e.call("GET", "/v1/events?instance=a.b&access_token="+other, nil, false)

@@ -40,6 +40,7 @@ type v1Env struct {
 	js     jetstream.JetStream
 	st     *store.KV
 	srv    *httptest.Server
+	api    *httpapi.V1
 	router routers.Router
 	signer auth.SigningKey
 	// token, when set, is sent as Authorization: Bearer.
@@ -78,6 +79,7 @@ func v1Setup(t *testing.T, o v1Options) *v1Env {
 		Heartbeat: 200 * time.Millisecond, ProgressInterval: 50 * time.Millisecond, Logger: zaptest.NewLogger(t),
 	})
 	require.NoError(t, err)
+	e.api = api
 	mux := http.NewServeMux()
 	api.Register(mux)
 	if o.console {

@@ -52,3 +52,11 @@ func (a *webAPI) use(js jetstream.JetStream, st *store.KV) error {
 	a.h.Store(h)
 	return nil
 }
+
+// stop ends the console's event streams, so that the HTTP server's shutdown
+// does not wait for them.
+func (a *webAPI) stop() {
+	if h := a.h.Load(); h != nil {
+		h.Close()
+	}
+}

@@ -338,6 +338,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := web.use(js, st); err != nil {
 		return err
 	}
+	defer web.stop()
 	// Instances bound to a platform end their contacts there, within one
 	// budget per quota key shared by every replica.
 	var promReg prometheus.Registerer
