@@ -489,3 +489,17 @@ func TestV1RefusesBodiesNotDeclaredJSON(t *testing.T) {
 		}
 	}
 }
+
+// A bulkId may hold any text, "/" included: it is percent-encoded in the
+// path.
+func TestV1BulkIDWithASlash(t *testing.T) {
+	t.Parallel()
+	e := v1Setup(t, v1Options{})
+	e.seed("acme", "c", 3, "billing", store.StateQueued)
+	a := e.call("POST", "/v1/instances/acme/clears", map[string]any{"bulkId": "nightly/billing 1"}, true)
+	require.Equal(t, http.StatusAccepted, a.status, "%s", a.raw)
+	require.Equal(t, "/v1/instances/acme/bulks/nightly%2Fbilling%201", a.body["progress"])
+	a = e.waitBulk("acme", "nightly%2Fbilling%201")
+	require.Equal(t, "nightly/billing 1", a.body["bulkId"])
+	require.EqualValues(t, 3, a.body["stopped"])
+}
