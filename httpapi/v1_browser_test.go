@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
@@ -158,7 +159,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		shot("confirm.png"),
 	)
 	require.Contains(t, text(`dialog[open] h2`), "Stop 600 contacts?")
-	run("confirm", chromedp.Click(chromedp.CSS(`dialog[open] button.danger`)))
+	// The safe answer has the focus, and Escape keeps the contacts.
+	focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.textContent`))
+	require.NoError(t, err)
+	require.Equal(t, "Keep them", focused)
+	run("escape", chromedp.KeyEvent(kb.Escape), chromedp.WaitNotPresent(chromedp.CSS(`dialog[open]`)))
+	bulks, err := e.st.ListBulks(t.Context(), "acme")
+	require.NoError(t, err)
+	require.Empty(t, bulks, "nothing was published")
+	run("ask again and confirm",
+		chromedp.Click(chromedp.CSS(`[data-testid="dry-run"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`dialog[open]`)),
+		chromedp.Click(chromedp.CSS(`dialog[open] button.danger`)))
 	waitText(`#clears tbody tr:first-child [data-testid="bulk-status"]`, "COMPLETED")
 	waitText(`[data-testid="clears-status"]`, "completed: 600 stopped, 0 failed, 0 skipped")
 	waitText(`#instances article:first-child [data-testid="active-count"]`, "20,202")
