@@ -22,7 +22,11 @@ type webAPI struct {
 	h        atomic.Pointer[httpapi.V1]
 }
 
-func newWebAPI(verifier *auth.Verifier, log *zap.Logger) *webAPI {
+func newWebAPI(verifier *auth.Verifier, httpAddr string, log *zap.Logger) *webAPI {
+	if verifier == nil && httpAddr != "" {
+		log.Warn("the JSON API (/v1/) and the web console (/) are open: with authorization off, anyone who reaches --http can stop and clear contacts; keep it on loopback or turn authorization on",
+			zap.String("http", httpAddr))
+	}
 	return &webAPI{verifier: verifier, log: log}
 }
 

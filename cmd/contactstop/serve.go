@@ -232,7 +232,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	web := newWebAPI(authz, log.Named("web"))
+	web := newWebAPI(authz, o.http, log.Named("web"))
 
 	opts := []nats.Option{
 		nats.Name("contactstop serve"),
