@@ -76,10 +76,15 @@ func startServe(t *testing.T, args ...string) (url, opsAddr string) {
 			t.Error("serve did not stop")
 		}
 	})
-	// serve is ready once it has provisioned the streams.
+	// serve is ready once /readyz says so: its streams, store and worker
+	// are up (and the HTTP APIs answer).
 	require.Eventually(t, func() bool {
-		_, err := run(t, "results", "--nats-url", url, "--timeout", "1s")
-		return err == nil
+		resp, err := http.Get("http://" + opsAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 100*time.Millisecond)
 	return url, opsAddr
 }
@@ -224,4 +229,29 @@ func TestVersion(t *testing.T) {
 	out, err := run(t, "version", "--json")
 	require.NoError(t, err)
 	require.JSONEq(t, `{"version":"`+version+`"}`, out)
+}
+
+// TestServeStopsCleanlyDuringStartUp: a signal at any point of serve's
+// start-up (the embedded server, the streams, the store) is a shutdown like
+// any other: serve exits cleanly.
+func TestServeStopsCleanlyDuringStartUp(t *testing.T) {
+	t.Parallel()
+	for _, after := range []time.Duration{0, 50 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
+		ctx, cancel := context.WithCancel(t.Context())
+		served := make(chan error, 1)
+		go func() {
+			root := newRootCmd()
+			root.SetArgs([]string{"serve", "--listen", freeAddr(t), "--data-dir", filepath.Join(t.TempDir(), "data"),
+				"--log-level", "warn", "--http", freeAddr(t)})
+			served <- root.ExecuteContext(ctx)
+		}()
+		time.Sleep(after)
+		cancel()
+		select {
+		case err := <-served:
+			require.NoError(t, err, "stopped %s into its start-up", after)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("serve did not stop (%s into its start-up)", after)
+		}
+	}
 }

@@ -324,12 +324,21 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := worker.Provision(setupCtx, js, o.topology); err != nil {
+	// A signal during start-up is a shutdown like any other: nothing was
+	// taken yet, and the exit is clean.
+	stoppedEarly := func(err error) error {
+		if ctx.Err() != nil {
+			log.Info("stopped during start-up", zap.NamedError("interrupted", err))
+			return nil
+		}
 		return err
+	}
+	if err := worker.Provision(setupCtx, js, o.topology); err != nil {
+		return stoppedEarly(err)
 	}
 	st, err := store.Open(setupCtx, js, store.Config{Replicas: o.topology.Replicas, OutcomeTTL: o.topology.MaxAge})
 	if err != nil {
-		return err
+		return stoppedEarly(err)
 	}
 	ingest.use(st)
 	if err := stopAPI.use(js, st); err != nil {
