@@ -149,7 +149,7 @@ func TestServeListingPlatforms(t *testing.T) {
 			out, err := run(t, append([]string{"instances", "add", "acme", "--nats-url", url, "--rate", "20", "--burst", "5"}, f.bind...)...)
 			require.NoError(t, err, out)
 
-			const n = 30
+			const n = 40
 			for i := range n {
 				f.add(f.id(fmt.Sprint("9000", i)), true)
 			}
@@ -191,7 +191,12 @@ func TestServeListingPlatforms(t *testing.T) {
 						in++
 					}
 				}
-				require.LessOrEqual(t, in, 5+20, "calls in the second from %s", stops[i])
+				// burst + rate × (1 s + 250 ms): between a grant and the
+				// call's arrival at the fake are a KV acknowledgement, a
+				// wake-up and an HTTP round, on two loaded cores (29 calls
+				// in a second were seen under CI's load; with no budget all
+				// 41 would come in one).
+				require.LessOrEqual(t, in, 5+25, "calls in the second from %s", stops[i])
 			}
 
 			// A contact the customer hung up on, no longer listed, is
