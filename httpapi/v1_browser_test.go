@@ -209,8 +209,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Less(t, rec.Stopped, 12000, "the cancel stopped it before the end")
 
 	// The emergency clear asks for a confirmation naming the count.
-	run("emergency",
-		chromedp.Click(chromedp.CSS(`#instances article:nth-child(2) tbody tr:first-child button.danger`)),
+	run("emergency", chromedp.Click(chromedp.CSS(`#instances article:nth-child(2) tbody tr:first-child button.danger`)))
+	// The card's button fills the form in (a render later), as an operator
+	// sees before submitting.
+	require.Eventually(t, func() bool {
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+			`document.querySelector('#em-instance').value + '/' + document.querySelector('#em-queue').value`))
+		return err == nil && v == "globex/support"
+	}, 10*time.Second, 20*time.Millisecond, "the emergency form shows globex's queue support")
+	run("emergency submit",
 		chromedp.Click(chromedp.CSS(`#emergency button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`dialog[open]`)),
 	)

@@ -199,90 +199,65 @@ func TestBulkCrash(t *testing.T) {
 	}
 }
 
-// TestBulkCrashBeforeResults abandons a run between a batch's writes and
-// its results, with a duplicate window much shorter than the time to the
-// takeover: the next run must publish the missing results (their contacts
-// are ENDED, so the walk alone would only count them) and must not publish
-// again the results the first run stored (past the window they would be
-// stored twice). With several batches in flight at the crash, those beside
-// the crashing one are published again too: design.md, "Takeovers".
-func TestBulkCrashBeforeResults(t *testing.T) {
+// TestBulkCrashAroundResults abandons a run on either side of a batch's
+// results, with a duplicate window much shorter than the time to the
+// takeover:
+//
+//   - before them (between the batch's writes and its results): the next
+//     run must publish the missing results (their contacts are ENDED, so
+//     the walk alone would only count them) and must not publish again the
+//     results the first run stored (past the window they would be stored
+//     twice). With several batches in flight at the crash, those beside the
+//     crashing one are published again too: design.md, "Takeovers";
+//   - after them (stored, the pending slot not yet emptied): the next run
+//     finds those results stored and must not publish them again.
+func TestBulkCrashAroundResults(t *testing.T) {
 	t.Parallel()
-	e := setup(t, worker.TopologyConfig{AckWait: 2 * time.Second, DuplicateWindow: 500 * time.Millisecond})
-	e.seedN("c", 3000, store.StateQueued, "q1", store.ChannelVoice, time.Now())
-	cfg := bulkConfig(t)
-	// One batch in flight at a time: batches in flight beside the one
-	// that crashes may or may not have their results stored, and are
-	// published again.
-	cfg.BulkWorkers = cfg.Workers
-	w, err := worker.New(e.js, e.st, cfg)
-	require.NoError(t, err)
-	var batches atomic.Int32
-	var crashedAt atomic.Int64
-	worker.SetBulkCrashBeforeResults(w, func(string) bool {
-		if batches.Add(1) != 20 {
-			return false
-		}
-		crashedAt.Store(time.Now().UnixNano())
-		return true
-	})
-	require.NoError(t, w.Start(t.Context()))
-	t.Cleanup(func() { _ = w.Stop(t.Context()) })
+	for name, set := range map[string]func(*worker.Worker, func(string) bool){
+		"before": worker.SetBulkCrashBeforeResults,
+		"after":  worker.SetBulkCrashAfterResults,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, worker.TopologyConfig{AckWait: 2 * time.Second, DuplicateWindow: 500 * time.Millisecond})
+			e.seedN("c", 3000, store.StateQueued, "q1", store.ChannelVoice, time.Now())
+			cfg := bulkConfig(t)
+			// One batch in flight at a time: batches in flight beside the
+			// one that crashes may or may not have their results stored,
+			// and are published again.
+			cfg.BulkWorkers = cfg.Workers
+			w, err := worker.New(e.js, e.st, cfg)
+			require.NoError(t, err)
+			var batches atomic.Int32
+			var crashedAt atomic.Int64
+			set(w, func(string) bool {
+				if batches.Add(1) != 20 {
+					return false
+				}
+				crashedAt.Store(time.Now().UnixNano())
+				return true
+			})
+			require.NoError(t, w.Start(t.Context()))
+			t.Cleanup(func() { _ = w.Stop(t.Context()) })
 
-	e.bulk(events.BulkRequest{BulkID: "crash", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"q1"}}})
-	rs, done := e.waitBulk("crash")
-	require.NotZero(t, crashedAt.Load(), "the crash point was reached")
-	rec, err := e.st.GetBulk(t.Context(), inst, "crash")
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, rec.Run, 2, "a second run finished the work")
-	require.Greater(t, rec.CompletedAt.Sub(time.Unix(0, crashedAt.Load())), time.Second,
-		"the takeover came well after the duplicate window")
-	requireBulkResults(t, rs, "crash", 3000)
-	require.Equal(t, 3000, done.Matched)
-	require.Equal(t, 3000, done.Stopped)
-	require.Equal(t, map[string]int{"c:ENDED": 3000}, e.countStates())
-	ids, slots, err := e.st.BulkPending(t.Context(), inst, "crash")
-	require.NoError(t, err)
-	require.Empty(t, ids)
-	require.Empty(t, slots, "the completed request left no pending slots")
-}
-
-// TestBulkCrashAfterResults abandons a run between storing a batch's
-// results and emptying its pending slot, with the takeover well past the
-// duplicate window: the next run finds those results stored and must not
-// publish them again (JetStream would store each a second time).
-func TestBulkCrashAfterResults(t *testing.T) {
-	t.Parallel()
-	e := setup(t, worker.TopologyConfig{AckWait: 2 * time.Second, DuplicateWindow: 500 * time.Millisecond})
-	e.seedN("c", 3000, store.StateQueued, "q1", store.ChannelVoice, time.Now())
-	cfg := bulkConfig(t)
-	cfg.BulkWorkers = cfg.Workers
-	w, err := worker.New(e.js, e.st, cfg)
-	require.NoError(t, err)
-	var batches atomic.Int32
-	var crashedAt atomic.Int64
-	worker.SetBulkCrashAfterResults(w, func(string) bool {
-		if batches.Add(1) != 20 {
-			return false
-		}
-		crashedAt.Store(time.Now().UnixNano())
-		return true
-	})
-	require.NoError(t, w.Start(t.Context()))
-	t.Cleanup(func() { _ = w.Stop(t.Context()) })
-
-	e.bulk(events.BulkRequest{BulkID: "crash", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"q1"}}})
-	rs, done := e.waitBulk("crash")
-	require.NotZero(t, crashedAt.Load(), "the crash point was reached")
-	rec, err := e.st.GetBulk(t.Context(), inst, "crash")
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, rec.Run, 2, "a second run finished the work")
-	require.Greater(t, rec.CompletedAt.Sub(time.Unix(0, crashedAt.Load())), time.Second,
-		"the takeover came well after the duplicate window")
-	requireBulkResults(t, rs, "crash", 3000)
-	require.Equal(t, 3000, done.Matched)
-	require.Equal(t, 3000, done.Stopped)
-	require.Equal(t, map[string]int{"c:ENDED": 3000}, e.countStates())
+			e.bulk(events.BulkRequest{BulkID: "crash", InstanceID: inst, Filter: events.BulkFilter{QueueIDs: []string{"q1"}}})
+			rs, done := e.waitBulk("crash")
+			require.NotZero(t, crashedAt.Load(), "the crash point was reached")
+			rec, err := e.st.GetBulk(t.Context(), inst, "crash")
+			require.NoError(t, err)
+			require.GreaterOrEqual(t, rec.Run, 2, "a second run finished the work")
+			require.Greater(t, rec.CompletedAt.Sub(time.Unix(0, crashedAt.Load())), time.Second,
+				"the takeover came well after the duplicate window")
+			requireBulkResults(t, rs, "crash", 3000)
+			require.Equal(t, 3000, done.Matched)
+			require.Equal(t, 3000, done.Stopped)
+			require.Equal(t, map[string]int{"c:ENDED": 3000}, e.countStates())
+			ids, slots, err := e.st.BulkPending(t.Context(), inst, "crash")
+			require.NoError(t, err)
+			require.Empty(t, ids)
+			require.Empty(t, slots, "the completed request left no pending slots")
+		})
+	}
 }
 
 // TestBulkTakeoverOfOlderVersion takes over a bulk request whose earlier
