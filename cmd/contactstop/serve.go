@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +42,8 @@ type serveOptions struct {
 	http            string
 	config          string
 	cpuProfile      string
+	gcPercent       int
+	memoryLimitMiB  int64
 	sec             natsSecurity
 	serverConfig    string
 	listenTLS       struct{ cert, key, ca string }
@@ -129,6 +133,8 @@ requests (handing back any left at --shutdown-timeout) and exits 0.`,
 	f.StringVar(&o.listenTLS.ca, "listen-tls-ca", "", "embedded server: PEM CAs whose client certificates are required (mutual TLS)")
 	o.sec.register(f)
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the whole run to this file at shutdown")
+	f.IntVar(&o.gcPercent, "gc-percent", 0, "the Go garbage collector's target (GOGC): the heap may grow this many percent over the live heap before a collection; more trades memory for CPU. 0: 400 with --nats-url (a worker's live heap is small), Go's 100 with the embedded server. The GOGC environment variable, when set, wins")
+	f.Int64Var(&o.memoryLimitMiB, "memory-limit-mib", 0, "soft limit of the Go heap in MiB (GOMEMLIMIT): the collector works harder as the heap nears it. 0: 150 with --nats-url, none with the embedded server (whose streams' caches share the heap). The GOMEMLIMIT environment variable, when set, wins")
 	f.BoolVar(&o.dev, "dev", false, "human-readable console logs instead of JSON")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -161,6 +167,35 @@ func loggerConfig(dev bool, level string) (zap.Config, error) {
 // configuration adds them to warnings too, which buries the message).
 var loggerOptions = []zap.Option{zap.AddStacktrace(zapcore.ErrorLevel)}
 
+// The garbage collector's settings of a worker-only serve (--nats-url). Its
+// live heap is small (tens of MiB) and its garbage per request large: at
+// Go's GOGC 100, collection took a quarter of the worker's CPU in a 100k
+// drain (marking 17 %, the scavenger's madvise 5 %, sweeping 5 %); at 400
+// the worker used 20–40 % less CPU per stop. Alone, 400 let the peak RSS of
+// a 1M drain and clear reach 226 MiB (98–100 at 100); with a soft limit of
+// 150 MiB it was 157 MiB, and the CPU per stop lower still (README,
+// Performance). With the embedded server the heap is shared with its
+// streams' caches, which can be large: Go's defaults stay.
+const (
+	workerGCPercent      = 400
+	workerMemoryLimitMiB = 150
+)
+
+// tuneGC applies --gc-percent and --memory-limit-mib, unless GOGC and
+// GOMEMLIMIT say otherwise.
+func tuneGC(o serveOptions) {
+	gc, limit := o.gcPercent, o.memoryLimitMiB
+	if o.natsURL != "" {
+		gc, limit = cmp.Or(gc, workerGCPercent), cmp.Or(limit, workerMemoryLimitMiB)
+	}
+	if _, set := os.LookupEnv("GOGC"); !set && gc > 0 {
+		debug.SetGCPercent(gc)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && limit > 0 {
+		debug.SetMemoryLimit(limit << 20)
+	}
+}
+
 func runServe(ctx context.Context, o serveOptions) error {
 	if o.natsURL != "" {
 		if err := checkNATSURL(o.natsURL); err != nil {
@@ -172,6 +207,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	tuneGC(o)
 	if o.cpuProfile != "" {
 		stop, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
