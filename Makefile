@@ -3,7 +3,7 @@ GO ?= go
 GOLANGCI_LINT_VERSION ?= v2.6.2
 BIN := $(CURDIR)/bin
 
-.PHONY: build test test-race lint fuzz bench ci clean
+.PHONY: build test test-race lint fuzz bench bench-compare ci clean
 
 build: ## build ./bin/contactstop
 	$(GO) build -o $(BIN)/contactstop ./cmd/contactstop
@@ -28,6 +28,9 @@ fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 bench: ## micro-benchmarks and a 10k-request drain on an in-process server
 	$(GO) test -run=NONE -bench=. -benchmem ./events/ ./store/
 	$(GO) test -run=NONE -bench='DrainBacklog|BulkClear' -benchtime=1x ./worker/
+
+bench-compare: ## raw JetStream, the design's ceiling, a plain peer and contactstop side by side (N=100000)
+	../shared/bench/compare.sh $(or $(N),100000)
 
 ci: ## what CI runs
 	bash .ci/run
