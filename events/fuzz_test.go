@@ -12,7 +12,8 @@ import (
 	"github.com/contactstop/contactstop/events"
 )
 
-// FuzzDecodeStopRequest checks the decoder's promises on any input: it never
+// FuzzDecodeStopRequest checks the decoder's promises on any input: its
+// canonical fast path answers as encoding/json does; it never
 // panics; a failure is a *ValidationError with one of the two validation
 // codes and every echoed field valid UTF-8; and an accepted request is valid,
 // and survives encoding with json.Marshal and decoding again unchanged.
@@ -32,6 +33,14 @@ func FuzzDecodeStopRequest(f *testing.F) {
 		`{"contactId":"c","instanceId":"a.b"}`,
 		`{}`,
 		`{"contactId":"c","instanceId":"a"}x`,
+		` { "contactId" : "c" , "instanceId":"a" ,"requestId":"" } `,
+		`{"contactId":"c","instanceId":"a","contactId":"d"}`,
+		`{"ContactId":"c","instanceId":"a"}`,
+		`{"contactId":"c","instanceId":"a",}`,
+		`{"contactId":"c" "instanceId":"a"}`,
+		`{"contactId":"c","instanceId":"a","disconnectReason":"","securityUser":""}`,
+		"{\"contactId\":\"c\u00e9\",\"instanceId\":\"a\"}",
+		"{\"contactId\":\"c\t\",\"instanceId\":\"a\"}",
 		`{} {}`,
 		`[]`,
 		`"str"`,
@@ -51,6 +60,10 @@ func FuzzDecodeStopRequest(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req, err := events.DecodeStopRequest(data)
+		// The canonical fast path and encoding/json give the same answer.
+		slowReq, slowErr := events.DecodeStopRequestJSON(data)
+		require.Equal(t, slowReq, req, "the fast path and encoding/json decode %q differently", data)
+		require.Equal(t, slowErr, err, "the fast path and encoding/json judge %q differently", data)
 		for _, s := range []string{req.RequestID, req.ContactID, req.InstanceID, req.DisconnectReason, req.SecurityUser} {
 			require.True(t, utf8.ValidString(s), "field %q is not valid UTF-8", s)
 		}

@@ -132,6 +132,18 @@ func DecodeStopRequest(data []byte) (StopRequest, error) {
 	if len(data) > MaxMessageSize {
 		return StopRequest{}, invalidRequest("", fmt.Sprintf("message is %d bytes, more than the limit of %d", len(data), MaxMessageSize))
 	}
+	if r, requestIDSet, reasonSet, ok := decodeCanonicalStopRequest(data); ok {
+		if err := r.validate(requestIDSet, reasonSet); err != nil {
+			return r, err
+		}
+		return r, nil
+	}
+	return decodeStopRequestJSON(data)
+}
+
+// decodeStopRequestJSON is DecodeStopRequest for any body, through
+// encoding/json.
+func decodeStopRequestJSON(data []byte) (StopRequest, error) {
 	if err := checkObjectStart(data); err != nil {
 		return StopRequest{}, err
 	}

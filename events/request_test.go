@@ -486,3 +486,15 @@ func BenchmarkDecodeStopRequest(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeStopRequestJSON is the general path (encoding/json), which
+// DecodeStopRequest takes for a body not in the canonical form.
+func BenchmarkDecodeStopRequestJSON(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(typicalRequest)))
+	for b.Loop() {
+		if _, err := events.DecodeStopRequestJSON(typicalRequest); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
