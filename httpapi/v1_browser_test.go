@@ -194,6 +194,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		s := text(`#clears tbody tr:first-child small`)
 		return !strings.HasPrefix(s, "0 of") && !strings.HasPrefix(s, "finding")
 	}, 20*time.Second, 50*time.Millisecond)
+	// An ETA from the start: the dry run's count stands in for the total
+	// while the clear is still finding contacts.
+	require.Eventually(t, func() bool {
+		eta := text(`#clears tbody tr:first-child [data-testid="bulk-eta"]`)
+		return eta != "" && eta != "—"
+	}, 10*time.Second, 50*time.Millisecond, "the running clear shows an ETA")
 	run("watch it run", shot("clear-running.png"))
 	run("cancel it",
 		chromedp.Click(chromedp.CSS(`#clears tbody tr:first-child button`)),

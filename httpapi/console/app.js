@@ -121,7 +121,11 @@ function InstanceCard({ inst, summary, onEmergency }) {
 
 // ---------------------------------------------------------------- clears
 
-function ClearsTable({ bulks, onCancel, announce }) {
+// ClearsTable: running and recent clears. While a clear is still finding
+// contacts the server knows no total; for a clear this console started,
+// the dry run's count stands in for it (marked ≈), so that the operator
+// sees an ETA from the start.
+function ClearsTable({ bulks, onCancel, announce, counted }) {
   const live = bulks.filter(running);
   return html`
     <section aria-labelledby="clears-h" id="clears">
@@ -139,20 +143,24 @@ function ClearsTable({ bulks, onCancel, announce }) {
         <tbody>
           ${bulks.map((b) => {
             const status = b.cancelled ? 'CANCELLED' : b.cancelRequested && running(b) ? 'CANCELLING' : b.status;
-            const label = b.walking && b.matched === 0 ? 'finding contacts…'
+            const estimate = b.walking && running(b) && counted[b.bulkId] > b.matched ? counted[b.bulkId] : 0;
+            const total = estimate || b.matched;
+            const label = estimate ? fmt(b.done) + ' of ≈' + fmt(estimate) + ' done (counted before it started)'
+              : b.walking && b.matched === 0 ? 'finding contacts…'
               : fmt(b.done) + ' of ' + fmt(b.matched) + (b.walking ? '+' : '') + ' done';
+            const eta = estimate && b.rate > 0 ? (estimate - b.done) / b.rate : b.etaSeconds;
             return html`
             <tr data-bulk=${b.bulkId}>
               <th scope="row"><code>${b.bulkId}</code></th>
               <td>${b.instanceId}</td>
               <td class=${'status-' + b.status} data-testid="bulk-status">${status}</td>
-              <td><progress max=${Math.max(b.matched, 1)} value=${b.done} aria-label=${'Clear ' + b.bulkId + ': ' + label}></progress>
+              <td><progress max=${Math.max(total, 1)} value=${b.done} aria-label=${'Clear ' + b.bulkId + ': ' + label}></progress>
                 <br /><small>${label}</small></td>
               <td class="num">${fmt(b.stopped)}</td>
               <td class=${'num' + (b.failed ? ' failed' : '')}>${fmt(b.failed)}</td>
               <td class="num">${fmt(b.skipped)}</td>
               <td class="num">${b.rate ? fmt(Math.round(b.rate)) + '/s' : '—'}</td>
-              <td class="num">${duration(b.etaSeconds)}</td>
+              <td class="num" data-testid="bulk-eta">${estimate && eta != null ? '≈ ' + duration(eta) : duration(eta)}</td>
               <td>${running(b) && !b.cancelRequested && html`
                 <button class="small secondary" type="button" onClick=${() => onCancel(b)}
                   aria-label=${'Cancel clear ' + b.bulkId}>Cancel</button>`}</td>
@@ -433,6 +441,8 @@ function App() {
   const [dead, setDead] = useState([]);
   const [live, setLive] = useState('connecting');
   const [announce, setAnnounce] = useState('');
+  // counted: the dry run's count of each clear this console started.
+  const [counted, setCounted] = useState({});
   const [ask, setAsk] = useState(null);
   const [preset, setPreset] = useState(null);
   const askResolve = useRef(null);
@@ -520,6 +530,7 @@ function App() {
   const closeAsk = (ok) => { setAsk(null); askResolve.current?.(ok); askResolve.current = null; };
 
   const started = (r, matched) => {
+    setCounted((c) => ({ ...c, [r.bulkId]: matched }));
     setAnnounce('Clear ' + r.bulkId + ' of ' + r.instanceId + ' started: ' + fmt(matched) + ' contacts matched when counted.');
     loadBulks();
     document.getElementById('clears-h')?.scrollIntoView({ block: 'start' });
@@ -583,7 +594,7 @@ function App() {
             onEmergency=${(id, q) => setPreset({ instanceId: id, queueId: q, at: Date.now() })} />`)}
         </div>`}
       </section>
-      <${ClearsTable} bulks=${bulks} onCancel=${cancel} announce=${announce} />
+      <${ClearsTable} bulks=${bulks} onCancel=${cancel} announce=${announce} counted=${counted} />
       <${ClearForm} instances=${instances} queues=${allQueues} onStarted=${started} confirm=${confirm} />
       <${EmergencyForm} instances=${instances} queuesOf=${queuesOf} preset=${preset} onStarted=${started} confirm=${confirm} />
       <${Failures} instances=${instances} failures=${failures} />
