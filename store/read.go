@@ -49,9 +49,9 @@ type entry struct {
 // message are absent from the result. A consistent read reflects every
 // write acknowledged before it was sent: on a replicated bucket each key is
 // then read from the stream's leader (one request per key, all sent at
-// once); otherwise, and for every read of a single-replica bucket, keys are
-// read 256 at a time by direct gets of the last message of many subjects,
-// which any replica may answer.
+// once); otherwise, and for every read of a single-replica bucket, by
+// direct gets of the last message of up to 256 subjects each, all sent at
+// once, which any replica may answer.
 func (s *KV) latest(ctx context.Context, b bucket, keys []string, consistent bool) (map[string]entry, error) {
 	found := make(map[string]entry, len(keys))
 	if len(keys) == 0 {
@@ -60,20 +60,43 @@ func (s *KV) latest(ctx context.Context, b bucket, keys []string, consistent boo
 	if consistent && b.replicated {
 		return found, s.leaderGets(ctx, b, keys, found)
 	}
+	// Every chunk's request is sent before any answer is awaited: one round
+	// trip however many keys.
+	var reads []*multiLastRead
+	defer func() {
+		for _, r := range reads {
+			r.release()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	for chunk := range slices.Chunk(keys, batchReadSubjects) {
-		if err := s.multiLast(ctx, b, chunk, found); err != nil {
+		r, err := s.sendMultiLast(b, chunk)
+		if err != nil {
+			return nil, err
+		}
+		reads = append(reads, r)
+	}
+	for _, r := range reads {
+		if err := r.collect(ctx, b, found); err != nil {
 			return nil, err
 		}
 	}
 	return found, nil
 }
 
-// multiLast asks the stream for the last message of each key's subject in
-// one direct-get request and adds the answers to found. The server reads
-// them at one point of the stream (no write interleaves) and sends one
-// message per subject that has one, then an end-of-batch status (204), or
-// only a 404 when none has.
-func (s *KV) multiLast(ctx context.Context, b bucket, keys []string, found map[string]entry) error {
+// multiLastRead is one direct-get request for the last message of many
+// subjects, sent, its answers to collect.
+type multiLastRead struct {
+	answers <-chan *nats.Msg
+	release func()
+}
+
+// sendMultiLast asks the stream for the last message of each key's subject
+// in one direct-get request. The server reads them at one point of the
+// stream (no write interleaves) and sends one message per subject that has
+// one, then an end-of-batch status (204), or only a 404 when none has.
+func (s *KV) sendMultiLast(b bucket, keys []string) (*multiLastRead, error) {
 	// {"multi_last":["<prefix><key>",…]}: keys are KV keys, which need no
 	// escaping in JSON.
 	n := len(`{"multi_last":[]}`)
@@ -89,21 +112,24 @@ func (s *KV) multiLast(ctx context.Context, b bucket, keys []string, found map[s
 		body = append(append(append(append(body, '"'), b.prefix...), k...), '"')
 	}
 	body = append(body, "]}"...)
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
 	// At most one answer per key and the end-of-batch status.
 	inbox, answers, release, err := s.replies.Open(len(keys) + 1)
 	if err != nil {
-		return fmt.Errorf("batched read: %w", err)
+		return nil, fmt.Errorf("batched read: %w", err)
 	}
-	defer release()
 	if err := s.js.Conn().PublishRequest("$JS.API.DIRECT.GET."+b.stream, inbox, body); err != nil {
-		return fmt.Errorf("batched read: %w", err)
+		release()
+		return nil, fmt.Errorf("batched read: %w", err)
 	}
+	return &multiLastRead{answers: answers, release: release}, nil
+}
+
+// collect adds the request's answers to found.
+func (r *multiLastRead) collect(ctx context.Context, b bucket, found map[string]entry) error {
 	for {
 		var msg *nats.Msg
 		select {
-		case msg = <-answers:
+		case msg = <-r.answers:
 		case <-ctx.Done():
 			return fmt.Errorf("batched read: %w", ctx.Err())
 		}

@@ -62,7 +62,7 @@ type Config struct {
 	Bulks int
 	// BulkWorkers is how many contacts one bulk run stops at once, in
 	// batches of BatchSize (BulkWorkers/BatchSize batches in flight).
-	// Default 256.
+	// Default 1024.
 	BulkWorkers int
 	// BulkLease is how long a bulk run's lease lasts unless renewed (it is
 	// renewed every second): when its runner dies, another takes the bulk
@@ -106,9 +106,9 @@ func (c Config) deliveryBudget() time.Duration { return c.AckWait - c.AckWait/4 
 // Defaults of Config and TopologyConfig, defined once: setDefaults and
 // serve's flags use them.
 const (
-	DefaultWorkers            = 256
-	DefaultBatchSize          = 64
-	DefaultMaxAckPending      = 1024
+	DefaultWorkers            = 1024
+	DefaultBatchSize          = 128
+	DefaultMaxAckPending      = 2048
 	DefaultAckWait            = 30 * time.Second
 	DefaultMaxAttempts        = 5
 	DefaultRetryInitial       = 20 * time.Millisecond
@@ -117,7 +117,7 @@ const (
 	DefaultRedeliveryDelay    = time.Second
 	DefaultRedeliveryDelayMax = 30 * time.Second
 	DefaultBulks              = 2
-	DefaultBulkWorkers        = 256
+	DefaultBulkWorkers        = 1024
 	DefaultEmergencyMaxAge    = 5 * time.Minute
 	DefaultReplicas           = 1
 	DefaultDuplicateWindow    = 2 * time.Minute
