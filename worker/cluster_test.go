@@ -498,13 +498,17 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 
 	began := time.Now()
 	since := func() time.Duration { return time.Since(began).Round(time.Millisecond) }
-	ce.startWorker(ce.connect("worker", other), nil)
-	// Early in the drain: a busy machine may sample the progress late.
+	// The worker ends the first twentieth of the contacts, then waits for
+	// the kill: it is in the middle of the drain however fast this machine
+	// drains.
+	gate := &gatedEnds{after: int64(ce.n / 20), open: make(chan struct{})}
+	ce.startWorker(ce.connect("worker", other), func(kv *store.KV) worker.Store { gate.KV = kv; return gate })
 	p := ce.waitResults(ce.n / 20)
 	require.Less(t, p.results, uint64(ce.n), "the drain ended before the kill")
 	t.Logf("killing n%d at %d results, %s into the drain", leader, p.results, since())
 	killed := time.Now()
 	ce.c.Kill(leader)
+	close(gate.open)
 	t.Logf("new leaders: stream n%d, consumer n%d, %s after the kill", ce.c.StreamLeader(events.StreamRequests),
 		ce.c.ConsumerLeader(events.StreamRequests, events.ConsumerRequests), time.Since(killed).Round(time.Millisecond))
 	// The worker carries on with the leaders' server down. How long it
@@ -518,6 +522,25 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 	ce.waitDrained()
 	t.Logf("drained %d requests in %s", ce.n, since())
 	ce.verify()
+}
+
+// gatedEnds ends contacts until after have been ended, then holds every
+// further batch until open is closed.
+type gatedEnds struct {
+	*store.KV
+	after int64
+	ended atomic.Int64
+	open  chan struct{}
+}
+
+func (g *gatedEnds) EndContacts(ctx context.Context, ps []store.EndContactParams) []store.EndOutcome {
+	if g.ended.Add(int64(len(ps))) > g.after+int64(len(ps)) {
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+		}
+	}
+	return g.KV.EndContacts(ctx, ps)
 }
 
 // TestClusterRollingRestart kills and restarts each of the three servers
