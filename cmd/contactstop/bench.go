@@ -74,6 +74,12 @@ type benchReport struct {
 	// LatencyWindows are the percentiles of each latencyWindow of the
 	// phase, by publish time: where in the run the slow requests were.
 	LatencyWindows []latencyWindow `json:"latencyWindows,omitempty"`
+	// LatencyMinutes are the same per minute of the phase (when it lasts
+	// a minute or more).
+	LatencyMinutes []latencyWindow `json:"latencyMinutes,omitempty"`
+	// LatencyWorkerCPUMicros is the worker's CPU time during the latency
+	// phase per request offered, in microseconds.
+	LatencyWorkerCPUMicros float64 `json:"latencyWorkerCpuMicrosPerRequest,omitempty"`
 
 	WorkerCPUSeconds float64 `json:"workerCpuSeconds"`
 	WorkerPeakRSSMiB float64 `json:"workerPeakRssMiB"`
@@ -441,20 +447,22 @@ const latencyWindowLen = 10 * time.Second
 // the latency phase.
 type latencyWindow struct {
 	StartS float64 `json:"startSeconds"` // from the start of the phase
+	P50MS  float64 `json:"p50Millis"`
 	P99MS  float64 `json:"p99Millis"`
 	MaxMS  float64 `json:"maxMillis"`
 }
 
 // latencyWindows splits got, the latencies of requests published at a
-// steady interval, into windows of latencyWindowLen.
-func latencyWindows(got []time.Duration, interval time.Duration) []latencyWindow {
-	per := max(1, int(latencyWindowLen/interval))
+// steady interval, into windows of length each.
+func latencyWindows(got []time.Duration, interval, length time.Duration) []latencyWindow {
+	per := max(1, int(length/interval))
 	var out []latencyWindow
 	for lo := 0; lo < len(got); lo += per {
 		w := slices.Clone(got[lo:min(len(got), lo+per)])
 		slices.Sort(w)
 		out = append(out, latencyWindow{
 			StartS: (time.Duration(lo) * interval).Seconds(),
+			P50MS:  percentileMS(w, .50),
 			P99MS:  percentileMS(w, .99),
 			MaxMS:  percentileMS(w, 1),
 		})
@@ -509,6 +517,14 @@ func (b *bench) latency(ctx context.Context) error {
 	}
 	b.say("latency: %d requests at %d/s", n, b.o.rate)
 	stopSampling := b.sampleRSS()
+	cpuOf := func() (float64, error) {
+		if b.child == nil {
+			return 0, errors.New("no worker process")
+		}
+		cpu, _, err := procUsage(b.child.Process.Pid)
+		return cpu, err
+	}
+	cpu0, cpuErr := cpuOf()
 	bar := b.bar(n, "latency")
 	interval := time.Second / time.Duration(b.o.rate)
 	start := time.Now()
@@ -534,7 +550,13 @@ func (b *bench) latency(ctx context.Context) error {
 	if err := b.waitResults(ctx, base+uint64(n), nil); err != nil {
 		return err
 	}
-	b.rep.LatencyWindows = latencyWindows(got, interval)
+	if cpu1, err := cpuOf(); err == nil && cpuErr == nil {
+		b.rep.LatencyWorkerCPUMicros = (cpu1 - cpu0) / float64(n) * 1e6
+	}
+	b.rep.LatencyWindows = latencyWindows(got, interval, latencyWindowLen)
+	if b.o.latencyFor >= time.Minute {
+		b.rep.LatencyMinutes = latencyWindows(got, interval, time.Minute)
+	}
 	slices.Sort(got)
 	b.rep.LatencyRate, b.rep.LatencyCount = b.o.rate, n
 	b.rep.LatencyMS = map[string]float64{"p50": percentileMS(got, .50), "p90": percentileMS(got, .90),
@@ -835,6 +857,16 @@ func printBenchTable(out io.Writer, r *benchReport) {
 			parts = append(parts, fmt.Sprintf("%.0fs %.1f/%.0f ms", w.StartS, w.P99MS, w.MaxMS))
 		}
 		fmt.Fprintf(tw, "slowest %s windows (start: p99/max)\t%s\n", latencyWindowLen, strings.Join(parts, ", "))
+	}
+	if len(r.LatencyMinutes) > 0 {
+		var parts []string
+		for _, w := range r.LatencyMinutes {
+			parts = append(parts, fmt.Sprintf("%.1f/%.1f", w.P50MS, w.P99MS))
+		}
+		fmt.Fprintf(tw, "per minute (p50/p99 ms)\t%s\n", strings.Join(parts, ", "))
+	}
+	if r.LatencyWorkerCPUMicros > 0 {
+		fmt.Fprintf(tw, "worker CPU at that rate\t%.1f µs per request\n", r.LatencyWorkerCPUMicros)
 	}
 	if r.LatencyRSSMiB != nil {
 		fmt.Fprintf(tw, "worker RSS while at that rate\tfirst tenth %.1f MiB, last tenth %.1f MiB, max %.1f MiB\n",

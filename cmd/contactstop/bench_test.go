@@ -29,8 +29,9 @@ func TestLatencyWindows(t *testing.T) {
 		got[i] = time.Millisecond
 	}
 	got[1500] = 70 * time.Millisecond // at 15 s
-	ws := latencyWindows(got, 10*time.Millisecond)
-	require.Equal(t, []latencyWindow{{0, 1, 1}, {10, 1, 70}, {20, 1, 1}}, ws)
+	ws := latencyWindows(got, 10*time.Millisecond, 10*time.Second)
+	require.Equal(t, []latencyWindow{{0, 1, 1, 1}, {10, 1, 1, 70}, {20, 1, 1, 1}}, ws)
+	require.Equal(t, []latencyWindow{{0, 1, 1, 70}}, latencyWindows(got, 10*time.Millisecond, time.Minute))
 }
 
 func TestBench(t *testing.T) {
