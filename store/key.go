@@ -142,6 +142,18 @@ func ContactKey(instanceID, contactID string) string {
 	return b.String()
 }
 
+// contactSubject is prefix followed by the contact's key (ContactKey), in
+// one allocation.
+func contactSubject(prefix, instanceID, contactID string) string {
+	var b strings.Builder
+	b.Grow(len(prefix) + len(instanceID) + 1 + escapedLen(contactID))
+	b.WriteString(prefix)
+	b.WriteString(instanceID)
+	b.WriteByte('.')
+	writeEscaped(&b, contactID)
+	return b.String()
+}
+
 // ParseContactKey splits a contact key into its instanceId and contactId. It
 // returns an error when the key does not have exactly two tokens, the
 // instanceId is not valid, or the second token is not a canonical escaped

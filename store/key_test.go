@@ -54,6 +54,7 @@ func TestEscapeContactID(t *testing.T) {
 		require.Equal(t, tt.id, back)
 		key := ContactKey("acme", tt.id)
 		require.Equal(t, "acme."+tt.escaped, key)
+		require.Equal(t, "$KV.c."+key, contactSubject("$KV.c.", "acme", tt.id))
 		requireValidKey(t, key)
 		inst, id, err := ParseContactKey(key)
 		require.NoError(t, err)

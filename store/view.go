@@ -87,6 +87,8 @@ func (s *KV) Views(ctx context.Context, p ViewParams) ([]View, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: read bulk outcomes: %w", err)
 	}
+	// The batch's contacts, in one allocation.
+	contacts := make([]Contact, len(views))
 	for i := range views {
 		v := &views[i]
 		if cks[i] != "" {
@@ -97,7 +99,8 @@ func (s *KV) Views(ctx context.Context, p ViewParams) ([]View, error) {
 					if err != nil {
 						v.Bad = err
 					} else {
-						v.Contact, v.raw = &c, e.data
+						contacts[i] = c
+						v.Contact, v.raw = &contacts[i], e.data
 					}
 				}
 			}

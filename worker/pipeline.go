@@ -203,8 +203,10 @@ func (p *pipeline) read(ctx context.Context, items []*item, consistent bool) {
 // out; it returns the items to read and decide again.
 func (p *pipeline) commit(ctx context.Context, items []*item) (again []*item) {
 	now := p.now()
-	var ends []store.EndContactParams
-	var endOf []*item
+	// Sized for the common batch, where every item is ended: one
+	// allocation each, not a growing copy of every contact.
+	ends := make([]store.EndContactParams, 0, len(items))
+	endOf := make([]*item, 0, len(items))
 	var fails []store.RecordFailureParams
 	var failOf []*item
 	var onPlatform []*item
@@ -240,12 +242,12 @@ func (p *pipeline) commit(ctx context.Context, items []*item) (again []*item) {
 		}
 	}
 	if len(ends) > 0 {
-		for k, o := range p.ender.EndContacts(ctx, ends) {
-			it := endOf[k]
+		outs := p.ender.EndContacts(ctx, ends)
+		for k := range outs {
+			it, o := endOf[k], &outs[k]
 			switch {
 			case o.Err == nil:
-				c := o.Contact
-				it.out = outcome{kind: stopped, contact: &c, fresh: true, publish: true}
+				it.out = outcome{kind: stopped, contact: &o.Contact, fresh: true, publish: true}
 			case errors.Is(o.Err, store.ErrRevisionConflict):
 				again = append(again, it)
 			default:

@@ -137,8 +137,9 @@ func (w *Worker) countAttempt(ctx context.Context, d *delivery) bool {
 // (dead-letter copies first), waits for JetStream to store them, and
 // acknowledges every delivery whose result is stored.
 func (w *Worker) answer(ctx context.Context, ds []*delivery, start time.Time) {
-	var dead, out []*nats.Msg
-	var deadOf, outOf []*delivery
+	var dead []*nats.Msg
+	var deadOf []*delivery
+	out, outOf := make([]*nats.Msg, 0, len(ds)), make([]*delivery, 0, len(ds))
 	now := time.Now()
 	for _, d := range ds {
 		if d.it.out.publish && !now.Before(d.deadline) {
@@ -177,10 +178,13 @@ func (w *Worker) answer(ctx context.Context, ds []*delivery, start time.Time) {
 	}
 	// The dead-letter copy is stored before the answer: a request whose
 	// copy cannot be stored is handed back, not answered.
-	failed := map[*delivery]bool{}
+	var failed map[*delivery]bool
 	for k, ack := range w.pub.Publish(ctx, dead, w.cfg.RetryMaxElapsed) {
 		d := deadOf[k]
 		if ack.Err != nil {
+			if failed == nil {
+				failed = map[*delivery]bool{}
+			}
 			failed[d] = true
 			w.logger(d).Error("dead-lettering failed; handed back", zap.Error(ack.Err))
 			w.handBack(d, w.cfg.RedeliveryDelay, "")
@@ -189,11 +193,13 @@ func (w *Worker) answer(ctx context.Context, ds []*delivery, start time.Time) {
 		w.cfg.Metrics.deadLettered()
 		w.logger(d).Error("request answered INTERNAL_ERROR after its last attempt and copied to the dead-letter stream")
 	}
-	var msgs []*nats.Msg
-	var msgOf []*delivery
-	for k, m := range out {
-		if !failed[outOf[k]] {
-			msgs, msgOf = append(msgs, m), append(msgOf, outOf[k])
+	msgs, msgOf := out, outOf
+	if len(failed) > 0 {
+		msgs, msgOf = nil, nil
+		for k, m := range out {
+			if !failed[outOf[k]] {
+				msgs, msgOf = append(msgs, m), append(msgOf, outOf[k])
+			}
 		}
 	}
 	for k, ack := range w.pub.Publish(ctx, msgs, w.cfg.RetryMaxElapsed) {
