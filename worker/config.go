@@ -14,18 +14,18 @@ type Config struct {
 	// Workers is the number of requests this process has in hand at once:
 	// the pull buffer holds as many, and the batched path works on them in
 	// batches of BatchSize, Workers/BatchSize batches at a time.
-	// Default 256.
+	// Default 1024.
 	Workers int
 	// BatchSize is the most requests decided together: their contacts
 	// read in one request, their writes and results published without
-	// waiting in between. 1 turns batching off. Default 64 (at most
+	// waiting in between. 1 turns batching off. Default 128 (at most
 	// Workers).
 	BatchSize int
 	// MaxAckPending is the consumer's limit of delivered but unacknowledged
 	// requests, shared by every worker process on the consumer. It must be
 	// at least 2×Workers (the requests being handled plus one pull buffer);
 	// with several replicas it should be at least 2×Workers×replicas.
-	// Default 1024.
+	// Default 2048.
 	MaxAckPending int
 	// AckWait is how long the server waits for an acknowledgement before it
 	// redelivers a request to any worker. A delivery is given up (handed
