@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
@@ -66,15 +67,23 @@ type Worker struct {
 // lane is one consumer and the goroutines that process its messages.
 type lane struct {
 	stream, consumer string
-	buffer           int // messages pulled ahead
+	// buffer is the most messages pulled ahead, split among fetchers pull
+	// requests kept outstanding at once.
+	buffer, fetchers int
 	goroutines       int
 	// batchSize is the most messages process takes at once: what has
 	// arrived, without waiting for more.
 	batchSize int
 	process   func(ctx context.Context, msgs []received)
 
-	mc jetstream.MessagesContext // guarded by Worker.mu
+	cons jetstream.Consumer // guarded by Worker.mu
 }
+
+// pullWait is how long a pull request waits at the server for messages.
+// It bounds how long Stop waits for the requests outstanding when it is
+// called, on an idle lane, and how soon a pull request parked on a server
+// that died is replaced (the client gives up a second after it).
+const pullWait = time.Second
 
 // received is a message as it came off a lane's consumer.
 type received struct {
@@ -128,31 +137,26 @@ func New(js jetstream.JetStream, st Store, cfg Config) (*Worker, error) {
 func (w *Worker) Start(ctx context.Context) error {
 	lanes := []*lane{{
 		stream: events.StreamRequests, consumer: events.ConsumerRequests,
-		buffer: w.cfg.Workers, goroutines: (w.cfg.Workers + w.cfg.BatchSize - 1) / w.cfg.BatchSize,
+		buffer: w.cfg.Workers, fetchers: min(2, w.cfg.Workers), goroutines: (w.cfg.Workers + w.cfg.BatchSize - 1) / w.cfg.BatchSize,
 		batchSize: w.cfg.BatchSize, process: w.processRequests,
 	}, {
 		stream: events.StreamBulk, consumer: events.ConsumerBulk,
-		buffer: 1, goroutines: w.cfg.Bulks, batchSize: 1,
+		buffer: 1, fetchers: 1, goroutines: w.cfg.Bulks, batchSize: 1,
 		process: w.processBulks,
 	}}
 	if w.cfg.Emergency {
 		lanes = append(lanes, &lane{
 			stream: events.StreamEmergency, consumer: events.ConsumerEmergency,
-			buffer: 1, goroutines: 1, batchSize: 1,
+			buffer: 1, fetchers: 1, goroutines: 1, batchSize: 1,
 			process: w.processBulks,
 		})
 	}
 	for _, l := range lanes {
-		mc, err := w.open(ctx, l)
+		cons, err := w.js.Consumer(ctx, l.stream, l.consumer)
 		if err != nil {
-			for _, opened := range lanes {
-				if opened.mc != nil {
-					opened.mc.Stop()
-				}
-			}
-			return err
+			return fmt.Errorf("open consumer %s: %w", l.consumer, err)
 		}
-		l.mc = mc
+		l.cons = cons
 	}
 	hardCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	w.mu.Lock()
@@ -164,7 +168,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		work := make(chan received, l.batchSize)
 		wg.Go(func() {
 			defer close(work)
-			w.pull(hardCtx, l, work)
+			w.pull(l, work)
 		})
 		for range l.goroutines {
 			wg.Go(func() { w.batches(hardCtx, l, work) })
@@ -181,63 +185,56 @@ func (w *Worker) Start(ctx context.Context) error {
 	return nil
 }
 
-func (w *Worker) open(ctx context.Context, l *lane) (jetstream.MessagesContext, error) {
-	cons, err := w.js.Consumer(ctx, l.stream, l.consumer)
-	if err != nil {
-		return nil, fmt.Errorf("open consumer %s: %w", l.consumer, err)
+// pull feeds a lane's messages to its goroutines until Stop, from
+// l.fetchers pull requests kept outstanding at once: while one's messages
+// are handed over, the next is already waiting at the server.
+func (w *Worker) pull(l *lane, work chan<- received) {
+	var wg sync.WaitGroup
+	for range l.fetchers {
+		wg.Go(func() { w.fetch(l, work) })
 	}
-	// Pull requests live on the consumer's leader only and are not
-	// replicated: when that server dies, the client learns it only from
-	// missing heartbeats (two intervals of half the expiry). nats.go's 30 s
-	// default made a leader loss stall the worker for about 30 s; 5 s
-	// bounds it to a few seconds plus the election.
-	mc, err := cons.Messages(jetstream.PullMaxMessages(l.buffer), jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("pull from consumer %s: %w", l.consumer, err)
-	}
-	return mc, nil
+	wg.Wait()
 }
 
-// pull feeds a lane's messages to its goroutines until Stop. If the pull
-// ends for another reason (the consumer was deleted), it reopens it with
-// backoff.
-func (w *Worker) pull(ctx context.Context, l *lane, work chan<- received) {
-	mc := w.current(l)
-	for {
-		msg, err := mc.Next()
+// fetch sends one pull request after another until Stop, handing over
+// each one's messages. It stops only between requests, once the last has
+// ended at the server (its batch delivered, or its wait over): a pull
+// request cancelled while the server is sending it messages leaves those
+// delivered to no one, pending until AckWait ends (nats.go issue 898), so
+// Stop does not cancel one. If a pull fails (the consumer was deleted, its
+// leader changed), it waits for the consumer with backoff and goes on.
+func (w *Worker) fetch(l *lane, work chan<- received) {
+	size := max(1, l.buffer/l.fetchers)
+	for !w.isStopping() {
+		batch, err := w.consumer(l).Fetch(size, jetstream.FetchMaxWait(pullWait))
 		if err == nil {
-			work <- received{msg: msg, at: time.Now()}
+			for msg := range batch.Messages() {
+				work <- received{msg: msg, at: time.Now()}
+			}
+			err = batch.Error()
+		}
+		if err == nil {
 			continue
 		}
-		if w.isStopping() || errors.Is(err, jetstream.ErrConnectionClosed) {
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed) {
 			return
 		}
-		if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			w.log.Error("pulling failed; reopening the consumer", zap.String("consumer", l.consumer), zap.Error(err))
-			mc.Stop()
-		}
-		b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second)), ctx)
-		err = backoff.Retry(func() error {
+		w.log.Warn("pulling failed; waiting for the consumer", zap.String("consumer", l.consumer), zap.Error(err))
+		b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second))
+		_ = backoff.Retry(func() error {
 			if w.isStopping() {
 				return backoff.Permanent(errors.New("stopping"))
 			}
-			next, err := w.open(ctx, l)
+			cons, err := w.js.Consumer(context.Background(), l.stream, l.consumer)
 			if err != nil {
 				w.log.Warn("consumer unavailable", zap.String("consumer", l.consumer), zap.Error(err))
 				return err
 			}
 			w.mu.Lock()
-			defer w.mu.Unlock()
-			if w.stopping {
-				next.Stop()
-				return backoff.Permanent(errors.New("stopping"))
-			}
-			l.mc, mc = next, next
+			l.cons = cons
+			w.mu.Unlock()
 			return nil
 		}, b)
-		if err != nil {
-			return
-		}
 	}
 }
 
@@ -288,10 +285,10 @@ func (w *Worker) safely(ctx context.Context, l *lane, batch []received) {
 	l.process(ctx, batch)
 }
 
-func (w *Worker) current(l *lane) jetstream.MessagesContext {
+func (w *Worker) consumer(l *lane) jetstream.Consumer {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return l.mc
+	return l.cons
 }
 
 func (w *Worker) isStopping() bool {
@@ -324,12 +321,14 @@ func (w *Worker) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops pulling, lets in-flight and already-buffered requests finish,
-// and returns when all are done. If ctx ends first, in-flight handling is
-// cancelled and unfinished requests are handed back to the server (Nak) for
-// another worker, none of them counted as an attempt; Stop then returns
-// ctx's error. Nothing is lost either way: a bulk request handed back
-// mid-run is resumed by its next delivery.
+// Stop stops pulling: no pull request is sent after it, and those
+// outstanding are let end at the server (within pullWait). It lets every
+// request they deliver finish, and returns when all are done. If ctx ends
+// first, in-flight handling is cancelled and unfinished requests, and any
+// the outstanding pulls still deliver, are handed back to the server (Nak)
+// for another worker, none of them counted as an attempt; Stop then
+// returns ctx's error. Nothing is lost either way: a bulk request handed
+// back mid-run is resumed by its next delivery.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	if w.done == nil {
@@ -339,9 +338,6 @@ func (w *Worker) Stop(ctx context.Context) error {
 	if !w.stopping {
 		w.stopping = true
 		close(w.quit)
-		for _, l := range w.lanes {
-			l.mc.Drain()
-		}
 	}
 	done := w.done
 	w.mu.Unlock()

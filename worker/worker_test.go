@@ -764,26 +764,32 @@ func TestServerRestartMidBacklog(t *testing.T) {
 	}
 }
 
+// TestGracefulShutdownMidBacklog stops a worker mid-backlog, five times
+// over: each Stop finishes what it took, and leaves no request pending at
+// the server, not even one the server was sending it as it stopped (that
+// one would wait out AckWait).
 func TestGracefulShutdownMidBacklog(t *testing.T) {
 	t.Parallel()
 	e := setup(t, worker.TopologyConfig{})
-	const n = 1000
+	const n, rounds = 2000, 5
 	e.backlog(n)
-	w, err := worker.New(e.js, e.st, fastConfig(t))
-	require.NoError(t, err)
-	require.NoError(t, w.Start(t.Context()))
-	e.waitForResults(50)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, w.Stop(ctx))
-
-	require.Less(t, e.storedResults(), uint64(n), "stopped mid-backlog")
-	// Whatever was in flight was finished, not abandoned.
 	cons, err := e.js.Consumer(t.Context(), events.StreamRequests, events.ConsumerRequests)
 	require.NoError(t, err)
-	ci, err := cons.Info(t.Context())
-	require.NoError(t, err)
-	require.Zero(t, ci.NumAckPending, "in-flight requests were finished or handed back")
+	for round := range rounds {
+		before := e.storedResults()
+		w, err := worker.New(e.js, e.st, fastConfig(t))
+		require.NoError(t, err)
+		require.NoError(t, w.Start(t.Context()))
+		e.waitForResults(before + 50)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		require.NoError(t, w.Stop(ctx))
+		cancel()
+
+		require.Less(t, e.storedResults(), uint64(n), "stopped mid-backlog")
+		ci, err := cons.Info(t.Context())
+		require.NoError(t, err)
+		require.Zero(t, ci.NumAckPending, "round %d: in-flight requests were finished or handed back", round)
+	}
 
 	e.start(fastConfig(t), nil)
 	got := byRequest(t, e.waitIdle(n))
