@@ -58,6 +58,7 @@ type Worker struct {
 	lanes    []*lane
 	stopping bool
 	quit     chan struct{} // closed by Stop: bulk runs hand back
+	stopPull context.CancelFunc
 	hardStop context.CancelFunc
 	done     chan struct{}
 
@@ -159,8 +160,9 @@ func (w *Worker) Start(ctx context.Context) error {
 		l.cons = cons
 	}
 	hardCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	pullCtx, stopPull := context.WithCancel(hardCtx)
 	w.mu.Lock()
-	w.lanes, w.hardStop, w.done, w.quit = lanes, hardStop, make(chan struct{}), make(chan struct{})
+	w.lanes, w.hardStop, w.stopPull, w.done, w.quit = lanes, hardStop, stopPull, make(chan struct{}), make(chan struct{})
 	w.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -168,7 +170,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		work := make(chan received, l.batchSize)
 		wg.Go(func() {
 			defer close(work)
-			w.pull(l, work)
+			w.pull(pullCtx, l, work)
 		})
 		for range l.goroutines {
 			wg.Go(func() { w.batches(hardCtx, l, work) })
@@ -188,10 +190,10 @@ func (w *Worker) Start(ctx context.Context) error {
 // pull feeds a lane's messages to its goroutines until Stop, from
 // l.fetchers pull requests kept outstanding at once: while one's messages
 // are handed over, the next is already waiting at the server.
-func (w *Worker) pull(l *lane, work chan<- received) {
+func (w *Worker) pull(ctx context.Context, l *lane, work chan<- received) {
 	var wg sync.WaitGroup
 	for range l.fetchers {
-		wg.Go(func() { w.fetch(l, work) })
+		wg.Go(func() { w.fetch(ctx, l, work) })
 	}
 	wg.Wait()
 }
@@ -201,11 +203,12 @@ func (w *Worker) pull(l *lane, work chan<- received) {
 // ended at the server (its batch delivered, or its wait over): a pull
 // request cancelled while the server is sending it messages leaves those
 // delivered to no one, pending until AckWait ends (nats.go issue 898), so
-// Stop does not cancel one. If a pull fails (the consumer was deleted, its
-// leader changed), it waits for the consumer with backoff and goes on.
-func (w *Worker) fetch(l *lane, work chan<- received) {
+// Stop does not cancel one; it ends ctx, which ends the loop between
+// requests. If a pull fails (the consumer was deleted, its leader changed),
+// it waits for the consumer with backoff and goes on.
+func (w *Worker) fetch(ctx context.Context, l *lane, work chan<- received) {
 	size := max(1, l.buffer/l.fetchers)
-	for !w.isStopping() {
+	for ctx.Err() == nil {
 		batch, err := w.consumer(l).Fetch(size, jetstream.FetchMaxWait(pullWait))
 		if err == nil {
 			for msg := range batch.Messages() {
@@ -220,12 +223,13 @@ func (w *Worker) fetch(l *lane, work chan<- received) {
 			return
 		}
 		w.log.Warn("pulling failed; waiting for the consumer", zap.String("consumer", l.consumer), zap.Error(err))
-		b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second))
+		b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
+			backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second)), ctx)
 		_ = backoff.Retry(func() error {
-			if w.isStopping() {
-				return backoff.Permanent(errors.New("stopping"))
+			cons, err := w.js.Consumer(ctx, l.stream, l.consumer)
+			if ctx.Err() != nil {
+				return backoff.Permanent(ctx.Err())
 			}
-			cons, err := w.js.Consumer(context.Background(), l.stream, l.consumer)
 			if err != nil {
 				w.log.Warn("consumer unavailable", zap.String("consumer", l.consumer), zap.Error(err))
 				return err
@@ -291,12 +295,6 @@ func (w *Worker) consumer(l *lane) jetstream.Consumer {
 	return l.cons
 }
 
-func (w *Worker) isStopping() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.stopping
-}
-
 // ErrNotReady is wrapped by Ready's errors.
 var ErrNotReady = errors.New("worker not ready")
 
@@ -338,6 +336,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	if !w.stopping {
 		w.stopping = true
 		close(w.quit)
+		w.stopPull()
 	}
 	done := w.done
 	w.mu.Unlock()
