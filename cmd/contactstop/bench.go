@@ -38,6 +38,7 @@ type benchOptions struct {
 	rate       int
 	latencyFor time.Duration
 	baseline   bool
+	ceiling    bool
 	bulk       bool
 	replicas   int
 	json       bool
@@ -81,6 +82,16 @@ type benchReport struct {
 	// phase per request offered, in microseconds.
 	LatencyWorkerCPUMicros float64 `json:"latencyWorkerCpuMicrosPerRequest,omitempty"`
 
+	// CeilingLatencyMS and the rest are the latency phase's figures for
+	// the design's ceiling at the same rate (--latency-ceiling).
+	CeilingLatencyMS      map[string]float64 `json:"ceilingLatencyMillis,omitempty"`
+	CeilingLatencyWindows []latencyWindow    `json:"ceilingLatencyWindows,omitempty"`
+	CeilingLatencyMinutes []latencyWindow    `json:"ceilingLatencyMinutes,omitempty"`
+	// CeilingProcessCPUMicros is the bench process's CPU time during the
+	// ceiling's phase per request: its publisher, its stop worker and its
+	// result subscriber together.
+	CeilingProcessCPUMicros float64 `json:"ceilingProcessCpuMicrosPerRequest,omitempty"`
+
 	WorkerCPUSeconds float64 `json:"workerCpuSeconds"`
 	WorkerPeakRSSMiB float64 `json:"workerPeakRssMiB"`
 
@@ -111,6 +122,10 @@ CPU time and peak RSS are its own. Phases:
              timestamps)
   latency    (--rate R) publish R requests/s for --latency-for; publish→result
              percentiles, read from result arrival times
+  ceiling    (--latency-ceiling) the same for the design's ceiling: a stop
+             worker in the bench process doing only each request's
+             compare-and-set (no read) and result, pipelined, on a bucket
+             and streams of its own
   bulk       (--bulk) one bulk request clearing --count more contacts, in
              an instance of their own; stops/s from request to completion
              event
@@ -126,6 +141,9 @@ Exit code 0 when verification passed, 1 otherwise.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.count < 1 || o.workers < 1 || o.rate < 0 {
 				return errors.New("--count and --workers must be at least 1, --rate not negative")
+			}
+			if o.ceiling && o.rate == 0 {
+				return errors.New("--latency-ceiling needs --rate: it measures the ceiling at the latency phase's rate")
 			}
 			if o.platformClear > 0 {
 				if o.platformRate <= 0 || o.platformBurst < 1 {
@@ -174,6 +192,7 @@ Exit code 0 when verification passed, 1 otherwise.`,
 	f.IntVar(&o.rate, "rate", 0, "offered requests per second for the latency phase; 0: skip it")
 	f.DurationVar(&o.latencyFor, "latency-for", 10*time.Second, "length of the latency phase")
 	f.BoolVar(&o.baseline, "baseline", false, "also measure raw JetStream async publishes of 128-byte messages")
+	f.BoolVar(&o.ceiling, "latency-ceiling", false, "with --rate: also measure the design's ceiling at the same rate and length (an in-process worker doing only each request's compare-and-set and result, pipelined, no read)")
 	f.BoolVar(&o.bulk, "bulk", false, "also measure a bulk clear of --count contacts")
 	f.IntVar(&o.replicas, "replicas", 1, "stream and bucket replicas (3 on a cluster)")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
@@ -195,6 +214,8 @@ type bench struct {
 	rep    benchReport
 	child  *exec.Cmd
 	exited chan error // receives the worker process's exit
+	// connOpts connect to the server as nc does.
+	connOpts []nats.Option
 }
 
 func runBench(ctx context.Context, log io.Writer, o benchOptions) (*benchReport, error) {
@@ -224,7 +245,8 @@ func runBench(ctx context.Context, log io.Writer, o benchOptions) (*benchReport,
 	if err != nil {
 		return nil, err
 	}
-	if b.nc, err = nats.Connect(b.url, append(sec, nats.Name("contactstop bench"), nats.MaxReconnects(-1))...); err != nil {
+	b.connOpts = append(sec, nats.MaxReconnects(-1))
+	if b.nc, err = nats.Connect(b.url, append(b.connOpts, nats.Name("contactstop bench"))...); err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	defer b.nc.Close()
@@ -232,7 +254,7 @@ func runBench(ctx context.Context, log io.Writer, o benchOptions) (*benchReport,
 		return nil, err
 	}
 	defer func() { _ = b.stopWorker() }()
-	for _, phase := range []func(context.Context) error{b.reset, b.seed, b.measureBaseline, b.drain, b.latency, b.bulkClear, b.verify} {
+	for _, phase := range []func(context.Context) error{b.reset, b.seed, b.measureBaseline, b.drain, b.latency, b.latencyCeiling, b.bulkClear, b.verify} {
 		if err := phase(ctx); err != nil {
 			return nil, err
 		}
@@ -256,6 +278,7 @@ func (b *bench) reset(ctx context.Context) error {
 	for _, s := range []string{events.StreamRequests, events.StreamResults, events.StreamDeadLetter, events.StreamBulk, "CONTACTSTOP_BENCH_RAW"} {
 		_ = b.js.DeleteStream(ctx, s)
 	}
+	b.deleteCeiling()
 	for _, kv := range []string{"contactstop-contacts", "contactstop-instances", "contactstop-bulks"} {
 		_ = b.js.DeleteKeyValue(ctx, kv)
 	}
@@ -483,34 +506,6 @@ func (b *bench) latency(ctx context.Context) error {
 		return nil
 	}
 	n := b.o.rate * int(b.o.latencyFor.Seconds())
-	sent := make([]time.Time, n)
-	got := make([]time.Duration, n)
-	var mu sync.Mutex
-	arrived := 0
-	all := make(chan struct{})
-	sub, err := b.nc.Subscribe(events.StoppedSubject(benchInstance), func(m *nats.Msg) {
-		now := time.Now()
-		id, ok := strings.CutPrefix(requestIDOf(m.Data), "l-")
-		if !ok {
-			return
-		}
-		i, err := strconv.Atoi(id)
-		if err != nil || i >= n {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if got[i] == 0 && !sent[i].IsZero() {
-			got[i] = now.Sub(sent[i])
-			if arrived++; arrived == n {
-				close(all)
-			}
-		}
-	})
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
 	base, err := b.resultCount(ctx)
 	if err != nil {
 		return err
@@ -525,7 +520,63 @@ func (b *bench) latency(ctx context.Context) error {
 		return cpu, err
 	}
 	cpu0, cpuErr := cpuOf()
-	bar := b.bar(n, "latency")
+	got, err := b.offer(ctx, n, "latency", events.StoppedSubject(benchInstance),
+		func(i int) *nats.Msg { return b.request("l-"+strconv.Itoa(i), "l"+strconv.Itoa(i)) },
+		func(m *nats.Msg) int {
+			id, ok := strings.CutPrefix(requestIDOf(m.Data), "l-")
+			if !ok {
+				return -1
+			}
+			i, err := strconv.Atoi(id)
+			if err != nil {
+				return -1
+			}
+			return i
+		})
+	if err != nil {
+		return err
+	}
+	b.rep.LatencyRSSMiB = stopSampling()
+	if err := b.waitResults(ctx, base+uint64(n), nil); err != nil {
+		return err
+	}
+	if cpu1, err := cpuOf(); err == nil && cpuErr == nil {
+		b.rep.LatencyWorkerCPUMicros = (cpu1 - cpu0) / float64(n) * 1e6
+	}
+	b.rep.LatencyRate, b.rep.LatencyCount = b.o.rate, n
+	b.rep.LatencyMS, b.rep.LatencyWindows, b.rep.LatencyMinutes = b.summarize(got)
+	return nil
+}
+
+// offer publishes n messages made by msg at b.o.rate and returns, for
+// each, the time from its publish to the arrival of its result on
+// resultSubject; index tells which message a result answers (-1: none).
+func (b *bench) offer(ctx context.Context, n int, what, resultSubject string, msg func(i int) *nats.Msg, index func(*nats.Msg) int) ([]time.Duration, error) {
+	sent := make([]time.Time, n)
+	got := make([]time.Duration, n)
+	var mu sync.Mutex
+	arrived := 0
+	all := make(chan struct{})
+	sub, err := b.nc.Subscribe(resultSubject, func(m *nats.Msg) {
+		now := time.Now()
+		i := index(m)
+		if i < 0 || i >= n {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if got[i] == 0 && !sent[i].IsZero() {
+			got[i] = now.Sub(sent[i])
+			if arrived++; arrived == n {
+				close(all)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	bar := b.bar(n, what)
 	interval := time.Second / time.Duration(b.o.rate)
 	start := time.Now()
 	for i := range n {
@@ -535,33 +586,36 @@ func (b *bench) latency(ctx context.Context) error {
 		mu.Lock()
 		sent[i] = time.Now()
 		mu.Unlock()
-		if _, err := b.js.PublishMsgAsync(b.request("l-"+strconv.Itoa(i), "l"+strconv.Itoa(i)), jetstream.WithStallWait(time.Minute)); err != nil {
-			return err
+		if _, err := b.js.PublishMsgAsync(msg(i), jetstream.WithStallWait(time.Minute)); err != nil {
+			return nil, err
 		}
 		_ = bar.Add(1)
 	}
 	_ = bar.Finish()
 	select {
 	case <-all:
+		return got, nil
 	case <-time.After(time.Minute):
-		return fmt.Errorf("latency: only %d of %d results arrived within a minute", arrived, n)
+		mu.Lock()
+		defer mu.Unlock()
+		return nil, fmt.Errorf("%s: only %d of %d results arrived within a minute", what, arrived, n)
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	b.rep.LatencyRSSMiB = stopSampling()
-	if err := b.waitResults(ctx, base+uint64(n), nil); err != nil {
-		return err
-	}
-	if cpu1, err := cpuOf(); err == nil && cpuErr == nil {
-		b.rep.LatencyWorkerCPUMicros = (cpu1 - cpu0) / float64(n) * 1e6
-	}
-	b.rep.LatencyWindows = latencyWindows(got, interval, latencyWindowLen)
+}
+
+// summarize gives the percentiles of a run of offer, overall, per
+// latencyWindowLen and, for runs of a minute or more, per minute.
+func (b *bench) summarize(got []time.Duration) (ms map[string]float64, windows, minutes []latencyWindow) {
+	interval := time.Second / time.Duration(b.o.rate)
+	windows = latencyWindows(got, interval, latencyWindowLen)
 	if b.o.latencyFor >= time.Minute {
-		b.rep.LatencyMinutes = latencyWindows(got, interval, time.Minute)
+		minutes = latencyWindows(got, interval, time.Minute)
 	}
-	slices.Sort(got)
-	b.rep.LatencyRate, b.rep.LatencyCount = b.o.rate, n
-	b.rep.LatencyMS = map[string]float64{"p50": percentileMS(got, .50), "p90": percentileMS(got, .90),
-		"p99": percentileMS(got, .99), "max": percentileMS(got, 1)}
-	return nil
+	sorted := slices.Clone(got)
+	slices.Sort(sorted)
+	return map[string]float64{"p50": percentileMS(sorted, .50), "p90": percentileMS(sorted, .90),
+		"p99": percentileMS(sorted, .99), "max": percentileMS(sorted, 1)}, windows, minutes
 }
 
 // sampleRSS samples the worker's resident memory every second until the
@@ -871,6 +925,18 @@ func printBenchTable(out io.Writer, r *benchReport) {
 	if r.LatencyRSSMiB != nil {
 		fmt.Fprintf(tw, "worker RSS while at that rate\tfirst tenth %.1f MiB, last tenth %.1f MiB, max %.1f MiB\n",
 			r.LatencyRSSMiB["first"], r.LatencyRSSMiB["last"], r.LatencyRSSMiB["max"])
+	}
+	if r.CeilingLatencyMS != nil {
+		fmt.Fprintf(tw, "ceiling's latency at %d/s\tp50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+			r.LatencyRate, r.CeilingLatencyMS["p50"], r.CeilingLatencyMS["p90"], r.CeilingLatencyMS["p99"], r.CeilingLatencyMS["max"])
+		if len(r.CeilingLatencyMinutes) > 0 {
+			var parts []string
+			for _, w := range r.CeilingLatencyMinutes {
+				parts = append(parts, fmt.Sprintf("%.1f/%.1f", w.P50MS, w.P99MS))
+			}
+			fmt.Fprintf(tw, "ceiling per minute (p50/p99 ms)\t%s\n", strings.Join(parts, ", "))
+		}
+		fmt.Fprintf(tw, "ceiling's process CPU at that rate\t%.1f µs per request (publisher, worker, subscriber)\n", r.CeilingProcessCPUMicros)
 	}
 	if r.BulkSeconds > 0 {
 		fmt.Fprintf(tw, "bulk clear\t%.0f stops/s (%.2fs, request to completion)\n", r.BulkStopsPerS, r.BulkSeconds)

@@ -38,7 +38,7 @@ func TestBench(t *testing.T) {
 	t.Setenv("CS_TEST_AS_CONTACTSTOP", "1")
 	prof := t.TempDir()
 	out, err := run(t, "bench", "--count", "500", "--workers", "16", "--batch-size", "8", "--baseline",
-		"--rate", "200", "--latency-for", "3s", "--bulk", "--json", "--cpu-profile", prof)
+		"--rate", "200", "--latency-for", "3s", "--latency-ceiling", "--bulk", "--json", "--cpu-profile", prof)
 	require.NoError(t, err)
 	var rep benchReport
 	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
@@ -53,6 +53,10 @@ func TestBench(t *testing.T) {
 	require.Positive(t, rep.LatencyRSSMiB["max"])
 	require.Len(t, rep.LatencyWindows, 1, "3 s is one window")
 	require.Equal(t, rep.LatencyMS["max"], rep.LatencyWindows[0].MaxMS)
+	require.Positive(t, rep.CeilingLatencyMS["p50"])
+	require.GreaterOrEqual(t, rep.CeilingLatencyMS["max"], rep.CeilingLatencyMS["p99"])
+	require.Len(t, rep.CeilingLatencyWindows, 1)
+	require.Positive(t, rep.CeilingProcessCPUMicros)
 	require.Positive(t, rep.BulkStopsPerS)
 	require.Positive(t, rep.WorkerCPUSeconds)
 	require.Positive(t, rep.WorkerPeakRSSMiB)
@@ -82,4 +86,9 @@ func TestBenchPlatform(t *testing.T) {
 			require.LessOrEqual(t, rep.MaxCallsInASecond, 50, "within the budget")
 		})
 	}
+}
+
+func TestBenchCeilingNeedsRate(t *testing.T) {
+	_, err := run(t, "bench", "--latency-ceiling")
+	require.ErrorContains(t, err, "--latency-ceiling needs --rate")
 }
