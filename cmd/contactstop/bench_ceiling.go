@@ -110,49 +110,39 @@ func (b *bench) latencyCeiling(ctx context.Context) error {
 	// writes are already published. quit ends them, and drops what the
 	// consumer still hands over.
 	written, stored, quit := make(chan step, 8192), make(chan step, 8192), make(chan struct{})
-	var stages sync.WaitGroup
-	stages.Go(func() {
+	// stage takes steps from in until quit, waits for each one's write to
+	// be stored, then calls next.
+	stage := func(in <-chan step, what string, next func(step)) {
 		for {
 			var s step
 			select {
-			case s = <-written:
+			case s = <-in:
 			case <-quit:
 				return
 			}
 			select {
 			case <-s.f.Ok():
+				next(s)
 			case err := <-s.f.Err():
-				fail(fmt.Errorf("compare-and-set: %w", err))
-				continue
+				fail(fmt.Errorf("%s: %w", what, err))
 			}
+		}
+	}
+	var stages sync.WaitGroup
+	stages.Go(func() {
+		stage(written, "compare-and-set", func(s step) {
 			f, err := js.PublishMsgAsync(s.result)
 			if err != nil {
 				fail(fmt.Errorf("result: %w", err))
-				continue
+				return
 			}
 			select {
 			case stored <- step{msg: s.msg, f: f}:
 			case <-quit:
-				return
 			}
-		}
+		})
 	})
-	stages.Go(func() {
-		for {
-			var s step
-			select {
-			case s = <-stored:
-			case <-quit:
-				return
-			}
-			select {
-			case <-s.f.Ok():
-				_ = s.msg.Ack()
-			case err := <-s.f.Err():
-				fail(fmt.Errorf("result: %w", err))
-			}
-		}
-	})
+	stages.Go(func() { stage(stored, "result", func(s step) { _ = s.msg.Ack() }) })
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		i, err := strconv.Atoi(msg.Headers().Get(ceilingIndexHdr))
 		if err != nil {
