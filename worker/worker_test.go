@@ -771,7 +771,7 @@ func TestServerRestartMidBacklog(t *testing.T) {
 func TestGracefulShutdownMidBacklog(t *testing.T) {
 	t.Parallel()
 	e := setup(t, worker.TopologyConfig{})
-	const n, rounds = 2000, 5
+	const n, rounds = 4000, 5
 	e.backlog(n)
 	cons, err := e.js.Consumer(t.Context(), events.StreamRequests, events.ConsumerRequests)
 	require.NoError(t, err)
