@@ -77,7 +77,9 @@ type lane struct {
 	batchSize int
 	process   func(ctx context.Context, msgs []received)
 
-	cons jetstream.Consumer // guarded by Worker.mu
+	// cons pulls by the consumer's name, so it serves a consumer deleted
+	// and made again too.
+	cons jetstream.Consumer
 }
 
 // pullWait is how long a pull request waits at the server for messages.
@@ -209,7 +211,7 @@ func (w *Worker) pull(ctx context.Context, l *lane, work chan<- received) {
 func (w *Worker) fetch(ctx context.Context, l *lane, work chan<- received) {
 	size := max(1, l.buffer/l.fetchers)
 	for ctx.Err() == nil {
-		batch, err := w.consumer(l).Fetch(size, jetstream.FetchMaxWait(pullWait))
+		batch, err := l.cons.Fetch(size, jetstream.FetchMaxWait(pullWait))
 		if err == nil {
 			for msg := range batch.Messages() {
 				work <- received{msg: msg, at: time.Now()}
@@ -226,18 +228,14 @@ func (w *Worker) fetch(ctx context.Context, l *lane, work chan<- received) {
 		b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
 			backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second)), ctx)
 		_ = backoff.Retry(func() error {
-			cons, err := w.js.Consumer(ctx, l.stream, l.consumer)
+			_, err := w.js.Consumer(ctx, l.stream, l.consumer)
 			if ctx.Err() != nil {
 				return backoff.Permanent(ctx.Err())
 			}
 			if err != nil {
 				w.log.Warn("consumer unavailable", zap.String("consumer", l.consumer), zap.Error(err))
-				return err
 			}
-			w.mu.Lock()
-			l.cons = cons
-			w.mu.Unlock()
-			return nil
+			return err
 		}, b)
 	}
 }
@@ -287,12 +285,6 @@ func (w *Worker) safely(ctx context.Context, l *lane, batch []received) {
 		}
 	}()
 	l.process(ctx, batch)
-}
-
-func (w *Worker) consumer(l *lane) jetstream.Consumer {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return l.cons
 }
 
 // ErrNotReady is wrapped by Ready's errors.
