@@ -236,7 +236,7 @@ func TestVersion(t *testing.T) {
 // any other: serve exits cleanly.
 func TestServeStopsCleanlyDuringStartUp(t *testing.T) {
 	t.Parallel()
-	for _, after := range []time.Duration{0, 50 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
+	for _, after := range []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond, 400 * time.Millisecond} {
 		ctx, cancel := context.WithCancel(t.Context())
 		served := make(chan error, 1)
 		go func() {

@@ -402,7 +402,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 		return err
 	}
-	if err := openBudgets(setupCtx); err != nil {
+	if err := openBudgets(setupCtx); err != nil && ctx.Err() == nil {
 		log.Warn("the platforms' budgets bucket cannot be opened yet; instances bound to a platform wait until it can", zap.Error(err))
 		go func() {
 			for ctx.Err() == nil {
@@ -436,7 +436,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	if err := wk.Start(setupCtx); err != nil {
-		return err
+		return stoppedEarly(err)
 	}
 	w.Store(wk)
 	// Whatever disappears (a stream, a consumer, a bucket deleted by hand)

@@ -91,46 +91,58 @@ its inventory comes from its contact events (POST /ingest/amazon-connect).`,
 
 // runSyncs syncs the inventory of every instance bound to a platform that
 // lists its contacts, each once per interval across the replicas, until
-// ctx ends.
+// ctx ends. The turns are kept in the budgets bucket; until it can be
+// opened, nothing is synced.
 func runSyncs(ctx context.Context, js jetstream.JetStream, st *store.KV, reg *registry.Registry, interval time.Duration, log *zap.Logger) {
-	kv, err := js.KeyValue(ctx, budget.DefaultBucket)
-	if err != nil {
-		log.Error("inventory sync is off: the budgets bucket cannot be opened", zap.Error(err))
-		return
-	}
-	turns := &inventory.Turns{KV: kv, Interval: interval, Now: time.Now}
 	tick := time.NewTicker(max(time.Second, interval/4))
 	defer tick.Stop()
+	var turns *inventory.Turns
 	for {
-		insts, err := st.ListInstances(ctx)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("inventory sync: listing instances failed", zap.Error(err))
+		if turns == nil {
+			kv, err := js.KeyValue(ctx, budget.DefaultBucket)
+			switch {
+			case err == nil:
+				turns = &inventory.Turns{KV: kv, Interval: interval, Now: time.Now}
+			case ctx.Err() == nil:
+				log.Warn("inventory sync waits: the budgets bucket cannot be opened yet", zap.Error(err))
+			}
 		}
-		for _, in := range insts {
-			if in.Binding == nil || ctx.Err() != nil {
-				continue
-			}
-			l, err := reg.Lister(ctx, in.InstanceID)
-			if err != nil || l == nil {
-				continue
-			}
-			if ok, err := turns.Claim(ctx, in.InstanceID); err != nil || !ok {
-				continue
-			}
-			stats, err := inventory.Sync(ctx, st, in.InstanceID, l, time.Now)
-			fields := []zap.Field{zap.String("instance_id", in.InstanceID), zap.String("platform", in.Binding.Platform),
-				zap.Int("listed", stats.Listed), zap.Int("applied", stats.Applied), zap.Int("ended", stats.Ended),
-				zap.Int("missed", stats.Missed), zap.Int("unconfirmed", stats.Unconfirmed), zap.Duration("took", stats.Took)}
-			if err != nil {
-				log.Warn("inventory sync failed; the next interval tries again", append(fields, zap.Error(err))...)
-				continue
-			}
-			log.Info("inventory synced", fields...)
+		if turns != nil {
+			syncDue(ctx, st, reg, turns, log)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// syncDue syncs each bound instance whose turn this replica claims.
+func syncDue(ctx context.Context, st *store.KV, reg *registry.Registry, turns *inventory.Turns, log *zap.Logger) {
+	insts, err := st.ListInstances(ctx)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("inventory sync: listing instances failed", zap.Error(err))
+	}
+	for _, in := range insts {
+		if in.Binding == nil || ctx.Err() != nil {
+			continue
+		}
+		l, err := reg.Lister(ctx, in.InstanceID)
+		if err != nil || l == nil {
+			continue
+		}
+		if ok, err := turns.Claim(ctx, in.InstanceID); err != nil || !ok {
+			continue
+		}
+		stats, err := inventory.Sync(ctx, st, in.InstanceID, l, time.Now)
+		fields := []zap.Field{zap.String("instance_id", in.InstanceID), zap.String("platform", in.Binding.Platform),
+			zap.Int("listed", stats.Listed), zap.Int("applied", stats.Applied), zap.Int("ended", stats.Ended),
+			zap.Int("missed", stats.Missed), zap.Int("unconfirmed", stats.Unconfirmed), zap.Duration("took", stats.Took)}
+		if err != nil {
+			log.Warn("inventory sync failed; the next interval tries again", append(fields, zap.Error(err))...)
+			continue
+		}
+		log.Info("inventory synced", fields...)
 	}
 }
