@@ -107,6 +107,9 @@ type refusal struct {
 	dependsOnContact bool
 	// skip: a bulk's contact the platform no longer has is skipped.
 	skip bool
+	// fromPlatform: the platform's answer about the record read then
+	// (platform.go's refuse).
+	fromPlatform bool
 }
 
 type outcomeKind uint8
@@ -349,6 +352,12 @@ func decide(it *item, v *store.View, now time.Time) decision {
 			return decision{act: actDone}
 		}
 		// A later message after INTERNAL_ERROR: attempted afresh.
+	}
+	if r := it.refusal; r != nil && r.fromPlatform && ownIntent(it, v) {
+		// The platform answered about an older record. Since then another
+		// message of this request recorded its intent, and its stop may be
+		// what the platform reported: finish that stop, asking again.
+		it.refusal = nil
 	}
 	if it.onlyDecided && !ownIntent(it, v) {
 		it.out = outcome{kind: undecided}

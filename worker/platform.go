@@ -203,8 +203,11 @@ func (p *pipeline) endOnPlatform(ctx context.Context, it *item, now time.Time) p
 		if !st.Active {
 			// Ended before this request: the inventory learns it.
 			rec.EndedBy = store.EndedByPlatform
-			if _, err := p.store.WriteContact(ctx, rec, v.ContactRev); err != nil && !errors.Is(err, store.ErrRevisionConflict) {
-				return platformEnd{err: err}
+			if _, err := p.store.WriteContact(ctx, rec, v.ContactRev); err != nil {
+				// The store gained the contact since the read: perhaps
+				// with the intent of another message of this request,
+				// whose stop is this disconnection. Decide again on it.
+				return writeFailed(err)
 			}
 			return p.refuse(it, events.ReasonContactNotFound, "contact is not active on the platform: it was disconnected "+st.DisconnectedAt.Format(time.RFC3339))
 		}
@@ -395,13 +398,13 @@ func (p *pipeline) dropIntent(ctx context.Context, it *item, rec store.Contact, 
 func (p *pipeline) refuse(it *item, code events.ReasonCode, msg string) platformEnd {
 	if it.bulk() && code != events.ReasonInternalError {
 		if code == events.ReasonContactNotFound {
-			it.refusal = &refusal{skip: true}
+			it.refusal = &refusal{skip: true, fromPlatform: true}
 			return platformEnd{again: true}
 		}
 		msg = string(code) + ": " + msg
 		code = events.ReasonInternalError
 	}
-	it.refusal = &refusal{code: code, msg: msg, dependsOnContact: code == events.ReasonContactNotFound}
+	it.refusal = &refusal{code: code, msg: msg, dependsOnContact: code == events.ReasonContactNotFound, fromPlatform: true}
 	return platformEnd{again: true}
 }
 

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,13 @@ type bound struct {
 // given budget and returns a worker config that uses it.
 func (e *env) bind(rate float64, burst int, opts ...connecttest.Option) *bound {
 	e.t.Helper()
+	return e.bindWrapped(nil, rate, burst, opts...)
+}
+
+// bindWrapped is bind with the adapter wrapped (when wrap is not nil), so
+// that a test can hold a call back to script an interleaving.
+func (e *env) bindWrapped(wrap func(platform.Platform) platform.Platform, rate float64, burst int, opts ...connecttest.Option) *bound {
+	e.t.Helper()
 	ctx := e.t.Context()
 	srv := connecttest.New(e.t, append([]connecttest.Option{connecttest.WithInstance(connectInstance)}, opts...)...)
 	_, err := e.st.PutInstance(ctx, store.Instance{InstanceID: inst, Binding: &store.Binding{
@@ -51,8 +59,12 @@ func (e *env) bind(rate float64, burst int, opts ...connecttest.Option) *bound {
 	e.t.Cleanup(bs.Close)
 	reg, err := registry.New(registry.Config{Instances: e.st, Budgets: bs,
 		New: func(ctx context.Context, b store.Binding, onAttempt func(string)) (platform.Platform, error) {
-			return amazonconnect.New(ctx, amazonconnect.Config{ConnectInstanceID: b.ConnectInstanceID, Region: b.Region,
+			p, err := amazonconnect.New(ctx, amazonconnect.Config{ConnectInstanceID: b.ConnectInstanceID, Region: b.Region,
 				Endpoint: b.Endpoint, Credentials: srv.Credentials(), CallTimeout: 500 * time.Millisecond, OnAttempt: onAttempt})
+			if err != nil || wrap == nil {
+				return p, err
+			}
+			return wrap(p), nil
 		}})
 	require.NoError(e.t, err)
 	cfg := fastConfig(e.t)
@@ -284,6 +296,68 @@ func TestPlatformTwoRequestsOneContact(t *testing.T) {
 		_, ok := b.stopCalls(id)
 		require.Equal(t, 1, ok, "%s: one successful StopContact", id)
 		require.Equal(t, 1, b.srv.StopEffects(id))
+	}
+}
+
+// heldDescribes is a platform whose DescribeContact calls after the first
+// wait until the fake has carried out a stop of the contact, and then,
+// when gone is set, answer that the platform no longer has it (as
+// platforms that forget ended contacts do).
+type heldDescribes struct {
+	platform.Platform
+	srv   *connecttest.Server
+	gone  bool
+	calls atomic.Int32
+}
+
+func (h *heldDescribes) DescribeContact(ctx context.Context, contactID string) (platform.Status, error) {
+	if h.calls.Add(1) == 1 {
+		return h.Platform.DescribeContact(ctx, contactID)
+	}
+	for h.srv.StopEffects(contactID) == 0 {
+		select {
+		case <-ctx.Done():
+			return platform.Status{}, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if h.gone {
+		return platform.Status{}, &platform.Error{Kind: platform.NotFound, Op: "DescribeContact", Code: "ResourceNotFoundException", Status: 404}
+	}
+	return h.Platform.DescribeContact(ctx, contactID)
+}
+
+// Two messages of one request (a resend with another Nats-Msg-Id) for a
+// contact the store has not seen, at once: both ask the platform; the
+// first records its intent and stops the contact, its answer lost; the
+// second's description comes after that stop and reports the contact
+// disconnected (or gone). That disconnection is the request's own stop:
+// the request is stopped, once, and no intent is left.
+func TestPlatformUnseenContactTwoMessagesOfOneRequest(t *testing.T) {
+	t.Parallel()
+	for _, gone := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gone %v", gone), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, worker.TopologyConfig{})
+			var b *bound
+			b = e.bindWrapped(func(p platform.Platform) platform.Platform {
+				return &heldDescribes{Platform: p, srv: b.srv, gone: gone}
+			}, 50, 50)
+			b.contact(e, "c-1", true, true)
+			b.srv.HangNext(connecttest.OpStopContact, 1)
+			e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), map[string]string{events.HeaderMsgID: "m-1"})
+			e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), map[string]string{events.HeaderMsgID: "m-2"})
+			cfg := b.cfg
+			cfg.BatchSize = 1 // the two messages in two goroutines, at once
+			e.start(cfg, nil)
+			rs := e.waitIdle(1)
+			require.Len(t, rs, 1, "one result: %+v", rs)
+			require.NotNil(t, rs[0].result.Stopped, "%+v", rs[0].result)
+			e.requireEndedBy("c-1", "r-1")
+			all, _ := b.stopCalls("c-1")
+			require.Equal(t, 1, all, "one StopContact call")
+			require.Equal(t, 1, b.srv.StopEffects("c-1"))
+		})
 	}
 }
 
