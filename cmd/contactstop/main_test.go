@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/require"
 
 	"github.com/contactstop/contactstop/events"
@@ -254,4 +255,51 @@ func TestServeStopsCleanlyDuringStartUp(t *testing.T) {
 			t.Fatalf("serve did not stop (%s into its start-up)", after)
 		}
 	}
+}
+
+// TestServeWaitsForJetStream: a server whose JetStream is not available
+// yet (still starting, its cluster electing a leader) is waited for during
+// start-up; serve does not exit.
+func TestServeWaitsForJetStream(t *testing.T) {
+	t.Parallel()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	require.True(t, srv.ReadyForConnections(10*time.Second))
+
+	ops := freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() {
+		root := newRootCmd()
+		root.SetArgs([]string{"serve", "--nats-url", srv.ClientURL(), "--workers", "4", "--log-level", "warn", "--http", ops,
+			"--data-dir", filepath.Join(t.TempDir(), "unused")})
+		served <- root.ExecuteContext(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-served:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	select {
+	case err := <-served:
+		t.Fatalf("serve exited while JetStream was unavailable: %v", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	_, code := httpGet(t, "http://"+ops+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, "not ready while it waits")
+
+	require.NoError(t, srv.EnableJetStream(&server.JetStreamConfig{StoreDir: t.TempDir(), MaxMemory: 256 << 20, MaxStore: 8 << 30}))
+	require.Eventually(t, func() bool {
+		_, code := httpGet(t, "http://"+ops+"/readyz")
+		return code == http.StatusOK
+	}, 20*time.Second, 50*time.Millisecond, "ready once JetStream is")
 }

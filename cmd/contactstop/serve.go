@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -369,11 +370,16 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 		return err
 	}
-	if err := worker.Provision(setupCtx, js, o.topology); err != nil {
+	if err := startStep(setupCtx, log, "provision the streams and consumers", func(ctx context.Context) error {
+		return worker.Provision(ctx, js, o.topology)
+	}); err != nil {
 		return stoppedEarly(err)
 	}
-	st, err := store.Open(setupCtx, js, store.Config{Replicas: o.topology.Replicas, OutcomeTTL: o.topology.MaxAge})
-	if err != nil {
+	var st *store.KV
+	if err := startStep(setupCtx, log, "open the store", func(ctx context.Context) (err error) {
+		st, err = store.Open(ctx, js, store.Config{Replicas: o.topology.Replicas, OutcomeTTL: o.topology.MaxAge})
+		return err
+	}); err != nil {
 		return stoppedEarly(err)
 	}
 	ingest.use(st)
@@ -435,7 +441,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := wk.Start(setupCtx); err != nil {
+	if err := startStep(setupCtx, log, "start the worker", wk.Start); err != nil {
 		return stoppedEarly(err)
 	}
 	w.Store(wk)
@@ -491,4 +497,44 @@ func startCPUProfile(path string) (stop func() error, err error) {
 		pprof.StopCPUProfile()
 		return f.Close()
 	}, nil
+}
+
+// startAttempt bounds one attempt of a start-up step: a request to a
+// server cut off from its cluster may get no answer at all.
+const startAttempt = 5 * time.Second
+
+// startStep runs one step of serve's start-up. JetStream may be
+// unavailable for a while (a leader being elected, a partition healing, a
+// server still starting): the step is tried again, with backoff, until ctx
+// ends. Any other error ends the start-up at once.
+func startStep(ctx context.Context, log *zap.Logger, what string, step func(ctx context.Context) error) error {
+	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond),
+		backoff.WithMaxInterval(3*time.Second), backoff.WithMaxElapsedTime(0)), ctx)
+	var last error
+	err := backoff.RetryNotify(func() error {
+		actx, cancel := context.WithTimeout(ctx, startAttempt)
+		defer cancel()
+		last = step(actx)
+		if last != nil && (ctx.Err() != nil || !unavailable(last)) {
+			return backoff.Permanent(last)
+		}
+		return last
+	}, b, func(err error, next time.Duration) {
+		log.Warn("JetStream is not available yet; trying again", zap.String("step", what), zap.Duration("next", next), zap.Error(err))
+	})
+	if err != nil && last != nil && unavailable(last) {
+		return fmt.Errorf("%s: JetStream did not become available: %w", what, last)
+	}
+	return err
+}
+
+// unavailable reports whether err says that JetStream cannot answer for
+// now, rather than that the request is wrong.
+func unavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code >= 500 // 503: JetStream system temporarily unavailable
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }
