@@ -174,6 +174,7 @@ func (w *Worker) answer(ctx context.Context, ds []*delivery, start time.Time) {
 		if f := res.Failed; f != nil && f.ReasonCode == events.ReasonInternalError && f.Retryable {
 			dead, deadOf = append(dead, deadLetterMsg(d.req, f.Message)), append(deadOf, d)
 		}
+		d.res = res
 		out, outOf = append(out, w.resultMsg(&d.it, res, d.req.Headers)), append(outOf, d)
 	}
 	// The dead-letter copy is stored before the answer: a request whose
@@ -245,7 +246,7 @@ func (w *Worker) acknowledge(d *delivery, ack jspub.Ack, start time.Time) {
 		return
 	}
 	w.ack(d)
-	res := resultOf(&d.it)
+	res := d.res
 	took := time.Since(start)
 	w.cfg.Metrics.decided(res, took)
 	level := zap.InfoLevel

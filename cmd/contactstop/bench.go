@@ -61,6 +61,10 @@ type benchReport struct {
 	DrainStopsPerS  float64 `json:"drainStopsPerSecond"`
 	BaselineMsgsPS  float64 `json:"baselineMsgsPerSecond,omitempty"`
 	DrainToBaseline float64 `json:"drainToBaseline,omitempty"`
+	// DrainWorkerCPUMicros is the worker's CPU time from the first result
+	// to the last, per stop: the drain without the process's start-up,
+	// measured as compare.sh's bound measures its own.
+	DrainWorkerCPUMicros float64 `json:"drainWorkerCpuMicrosPerStop,omitempty"`
 
 	BulkSeconds   float64 `json:"bulkSeconds,omitempty"`
 	BulkStopsPerS float64 `json:"bulkStopsPerSecond,omitempty"`
@@ -430,6 +434,7 @@ func (b *bench) drain(ctx context.Context) error {
 	if err := b.waitResults(ctx, 1, nil); err != nil {
 		return err
 	}
+	cpu0, cpuErr := b.workerCPU()
 	if b.o.cpuProfile != "" && b.o.natsURL == "" {
 		stop, err := startCPUProfile(filepath.Join(b.o.cpuProfile, "server.pprof"))
 		if err != nil {
@@ -440,6 +445,9 @@ func (b *bench) drain(ctx context.Context) error {
 	bar = b.bar(b.o.count, "draining")
 	if err := b.waitResults(ctx, uint64(b.o.count), bar); err != nil {
 		return err
+	}
+	if cpu1, err := b.workerCPU(); err == nil && cpuErr == nil && b.o.count > 1 {
+		b.rep.DrainWorkerCPUMicros = (cpu1 - cpu0) / float64(b.o.count-1) * 1e6
 	}
 	_ = bar.Finish()
 	results, err := b.js.Stream(ctx, events.StreamResults)
@@ -512,14 +520,7 @@ func (b *bench) latency(ctx context.Context) error {
 	}
 	b.say("latency: %d requests at %d/s", n, b.o.rate)
 	stopSampling := b.sampleRSS()
-	cpuOf := func() (float64, error) {
-		if b.child == nil {
-			return 0, errors.New("no worker process")
-		}
-		cpu, _, err := procUsage(b.child.Process.Pid)
-		return cpu, err
-	}
-	cpu0, cpuErr := cpuOf()
+	cpu0, cpuErr := b.workerCPU()
 	got, err := b.offer(ctx, n, "latency", events.StoppedSubject(benchInstance),
 		func(i int) *nats.Msg { return b.request("l-"+strconv.Itoa(i), "l"+strconv.Itoa(i)) },
 		func(m *nats.Msg) int {
@@ -540,7 +541,7 @@ func (b *bench) latency(ctx context.Context) error {
 	if err := b.waitResults(ctx, base+uint64(n), nil); err != nil {
 		return err
 	}
-	if cpu1, err := cpuOf(); err == nil && cpuErr == nil {
+	if cpu1, err := b.workerCPU(); err == nil && cpuErr == nil {
 		b.rep.LatencyWorkerCPUMicros = (cpu1 - cpu0) / float64(n) * 1e6
 	}
 	b.rep.LatencyRate, b.rep.LatencyCount = b.o.rate, n
@@ -832,6 +833,15 @@ func (b *bench) startWorker(ctx context.Context) error {
 	return nil
 }
 
+// workerCPU is the worker process's CPU time so far, in seconds.
+func (b *bench) workerCPU() (float64, error) {
+	if b.child == nil {
+		return 0, errors.New("no worker process")
+	}
+	cpu, _, err := procUsage(b.child.Process.Pid)
+	return cpu, err
+}
+
 // stopWorker stops the worker process with SIGTERM, first reading its CPU
 // time and peak RSS. It is safe to call twice.
 func (b *bench) stopWorker() error {
@@ -898,6 +908,9 @@ func printBenchTable(out io.Writer, r *benchReport) {
 	fmt.Fprintf(tw, "backlog drain\t%.0f stops/s (%.2fs)\n", r.DrainStopsPerS, r.DrainSeconds)
 	if r.DrainToBaseline > 0 {
 		fmt.Fprintf(tw, "drain / raw\t%.1f%%\n", 100*r.DrainToBaseline)
+	}
+	if r.DrainWorkerCPUMicros > 0 {
+		fmt.Fprintf(tw, "worker CPU in the drain\t%.1f µs per stop (first result to last)\n", r.DrainWorkerCPUMicros)
 	}
 	if r.LatencyCount > 0 {
 		fmt.Fprintf(tw, "latency at %d/s (%d requests)\tp50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",

@@ -21,8 +21,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestBench runs a small bench end to end on the embedded server: every
-// phase reports, and verification passes.
 func TestLatencyWindows(t *testing.T) {
 	got := make([]time.Duration, 2500) // 25 s at 100/s
 	for i := range got {
@@ -34,6 +32,8 @@ func TestLatencyWindows(t *testing.T) {
 	require.Equal(t, []latencyWindow{{0, 1, 1, 70}}, latencyWindows(got, 10*time.Millisecond, time.Minute))
 }
 
+// TestBench runs a small bench end to end on the embedded server: every
+// phase reports, and verification passes.
 func TestBench(t *testing.T) {
 	t.Setenv("CS_TEST_AS_CONTACTSTOP", "1")
 	prof := t.TempDir()
@@ -59,6 +59,8 @@ func TestBench(t *testing.T) {
 	require.Positive(t, rep.CeilingProcessCPUMicros)
 	require.Positive(t, rep.BulkStopsPerS)
 	require.Positive(t, rep.WorkerCPUSeconds)
+	require.LessOrEqual(t, rep.DrainWorkerCPUMicros*float64(rep.Requests-1)/1e6, rep.WorkerCPUSeconds,
+		"the drain's CPU is part of the worker process's")
 	require.Positive(t, rep.WorkerPeakRSSMiB)
 	for _, f := range []string{"worker.pprof", "server.pprof"} {
 		st, err := os.Stat(filepath.Join(prof, f))
