@@ -500,8 +500,10 @@ func startCPUProfile(path string) (stop func() error, err error) {
 }
 
 // startAttempt bounds one attempt of a start-up step: a request to a
-// server cut off from its cluster may get no answer at all.
-const startAttempt = 5 * time.Second
+// server cut off from its cluster may get no answer at all. A step on a
+// healthy cluster (creating every stream and consumer at three replicas)
+// takes a few seconds at most.
+const startAttempt = 10 * time.Second
 
 // startStep runs one step of serve's start-up. JetStream may be
 // unavailable for a while (a leader being elected, a partition healing, a
