@@ -262,40 +262,12 @@ func TestServeStopsCleanlyDuringStartUp(t *testing.T) {
 // start-up; serve does not exit.
 func TestServeWaitsForJetStream(t *testing.T) {
 	t.Parallel()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
-	require.NoError(t, err)
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	require.True(t, srv.ReadyForConnections(10*time.Second))
-
+	srv := startPlainServer(t, func(*server.Options) {})
 	ops := freeAddr(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	served := make(chan error, 1)
-	go func() {
-		root := newRootCmd()
-		root.SetArgs([]string{"serve", "--nats-url", srv.ClientURL(), "--workers", "4", "--log-level", "warn", "--http", ops,
-			"--data-dir", filepath.Join(t.TempDir(), "unused")})
-		served <- root.ExecuteContext(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-served:
-			require.NoError(t, err)
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
-	select {
-	case err := <-served:
-		t.Fatalf("serve exited while JetStream was unavailable: %v", err)
-	case <-time.After(1500 * time.Millisecond):
-	}
+	startReplica(t, srv.ClientURL(), "--http", ops) // its clean exit is checked when the test ends
+	time.Sleep(1500 * time.Millisecond)
 	_, code := httpGet(t, "http://"+ops+"/readyz")
-	require.Equal(t, http.StatusServiceUnavailable, code, "not ready while it waits")
+	require.Equal(t, http.StatusServiceUnavailable, code, "up, waiting, not ready")
 
 	require.NoError(t, srv.EnableJetStream(&server.JetStreamConfig{StoreDir: t.TempDir(), MaxMemory: 256 << 20, MaxStore: 8 << 30}))
 	require.Eventually(t, func() bool {

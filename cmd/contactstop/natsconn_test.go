@@ -28,6 +28,14 @@ import (
 // security settings on a random loopback port and returns its URL.
 func startSecuredServer(t *testing.T, configure func(*server.Options)) string {
 	t.Helper()
+	return startPlainServer(t, configure).ClientURL()
+}
+
+// startPlainServer starts an in-process nats-server, without JetStream
+// unless configure turns it on, on a random loopback port; it is shut down
+// when the test ends.
+func startPlainServer(t *testing.T, configure func(*server.Options)) *server.Server {
+	t.Helper()
 	opts := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true}
 	configure(opts)
 	srv, err := server.NewServer(opts)
@@ -38,7 +46,7 @@ func startSecuredServer(t *testing.T, configure func(*server.Options)) string {
 		srv.WaitForShutdown()
 	})
 	require.True(t, srv.ReadyForConnections(10*time.Second))
-	return srv.ClientURL()
+	return srv
 }
 
 // connectWith parses the command-line flags into a natsSecurity, as a
