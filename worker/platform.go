@@ -288,7 +288,10 @@ func (p *pipeline) endOnPlatform(ctx context.Context, it *item, now time.Time) p
 				// the next round asks the platform.
 				return platformEnd{err: err}
 			}
-			return p.endedBefore(ctx, it, rec, platform.Status{})
+			// The intent is this attempt's, but another delivery of the
+			// request may have found it since and stopped the contact:
+			// when was it disconnected?
+			return p.stopNotFound(ctx, it, rec, now)
 		case platform.ResourceNotFound:
 			return p.dropIntent(ctx, it, rec, events.ReasonResourceNotFound, err)
 		case platform.InvalidParameter:
@@ -298,6 +301,31 @@ func (p *pipeline) endOnPlatform(ctx context.Context, it *item, now time.Time) p
 		}
 		return p.platformFailed(it, "StopContact", err)
 	}
+}
+
+// stopNotFound settles a StopContact the platform answered "not active or
+// does not exist" when this attempt wrote the intent (at intentAt): another
+// delivery of the same request may have found the intent since and
+// stopped the contact. Disconnected at or after the intent: that stop, so
+// stopped by this request. Before it, or unknown to the platform: gone
+// before this request. No clock skew is allowed here, unlike for an
+// earlier attempt's intent: the other delivery's stop comes a round trip
+// or more after the intent, and a hang-up just before this request must
+// not count as its stop.
+func (p *pipeline) stopNotFound(ctx context.Context, it *item, rec store.Contact, intentAt time.Time) platformEnd {
+	st, err := p.describe(ctx, it)
+	switch {
+	case platform.KindOf(err) == platform.NotFound:
+		return p.endedBefore(ctx, it, rec, platform.Status{})
+	case err != nil:
+		return p.platformFailed(it, "DescribeContact", err)
+	case st.Active:
+		// Contradicts the stop's answer: the next round asks again.
+		return platformEnd{err: errors.New("the platform answered that the contact is not active, then that it is")}
+	case !st.DisconnectedAt.Before(intentAt):
+		return p.finish(ctx, it, rec, p.now())
+	}
+	return p.endedBefore(ctx, it, rec, st)
 }
 
 // describe asks the platform about the item's contact, within its budget.

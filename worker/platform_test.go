@@ -361,6 +361,59 @@ func TestPlatformUnseenContactTwoMessagesOfOneRequest(t *testing.T) {
 	}
 }
 
+// heldStops is a platform whose first StopContact call waits until the
+// fake has carried out another stop of the contact, and is then made.
+type heldStops struct {
+	platform.Platform
+	srv   *connecttest.Server
+	calls atomic.Int32
+}
+
+func (h *heldStops) StopContact(ctx context.Context, contactID, reason string) error {
+	if h.calls.Add(1) == 1 {
+		for h.srv.StopEffects(contactID) == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	return h.Platform.StopContact(ctx, contactID, reason)
+}
+
+// Two messages of one request at once (a redelivery while the first is
+// still in hand elsewhere, or a resend): the first writes the request's
+// intent and calls; the second finds that intent, asks the platform (still
+// active) and stops the contact before the first's call arrives, whose
+// answer is then "not active". The first attempt wrote the intent, yet the
+// contact was stopped by its request: stopped, once, and not recorded as a
+// hang-up (fault suite: platform_clear_genesys, seed 877105716).
+func TestPlatformStopNotFoundAfterAnotherMessageStopped(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	var b *bound
+	b = e.bindWrapped(func(p platform.Platform) platform.Platform {
+		return &heldStops{Platform: p, srv: b.srv}
+	}, 50, 50)
+	b.contact(e, "c-1", true, false)
+	// The second message's stop takes effect and its answer is lost: it
+	// records nothing, and the first's "not active" comes first.
+	b.srv.LoseNext(connecttest.OpStopContact, 1)
+	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), map[string]string{events.HeaderMsgID: "m-1"})
+	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), map[string]string{events.HeaderMsgID: "m-2"})
+	cfg := b.cfg
+	cfg.BatchSize = 1 // the two messages in two goroutines, at once
+	e.start(cfg, nil)
+	rs := e.waitIdle(1)
+	require.Len(t, rs, 1, "one result: %+v", rs)
+	require.NotNil(t, rs[0].result.Stopped, "%+v", rs[0].result)
+	e.requireEndedBy("c-1", "r-1")
+	all, _ := b.stopCalls("c-1")
+	require.Equal(t, 2, all, "both messages called")
+	require.Equal(t, 1, b.srv.StopEffects("c-1"))
+}
+
 // A budget above the platform's quota: the platform throttles, every
 // replica slows down, and nothing reaches a result as throttled.
 func TestPlatformThrottling(t *testing.T) {
