@@ -237,9 +237,11 @@ func TestBounds(t *testing.T) {
 }
 
 // Finding 5: a flood of one tenant's bulk requests leaves another's bulk
-// request within twice the time it takes alone: at most one bulk request
-// of an instance runs at a time, and the runners serve the others
-// meanwhile. (On the previous main: 81 ms alone, 2.6 s behind the flood.)
+// request within four times the time it takes alone, and done while most
+// of the flood still stands: at most one bulk request of an instance runs
+// at a time, and the runners serve the others meanwhile. (On the previous
+// main: 81 ms alone, 2.6 s behind the flood, 32 times; under CI's load of
+// parallel test packages a fair run has taken 2.5 times.)
 func TestBulkFloodIsFair(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -296,7 +298,7 @@ func TestBulkFloodIsFair(t *testing.T) {
 	for i := range 3 {
 		d := timeBulk("behind-flood-" + strconv.Itoa(i))
 		loaded = append(loaded, d)
-		if d < 2*idle {
+		if d < 4*idle {
 			break
 		}
 	}
@@ -304,5 +306,5 @@ func TestBulkFloodIsFair(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("acme's bulk request alone %s, behind globex's flood %v (%d of its %d bulk requests completed meanwhile)", idle, loaded, n, flood)
 	require.Less(t, n, flood/2, "the flood still stood when acme's bulk requests completed")
-	require.Less(t, slices.Min(loaded), 2*idle, "acme's bulk request takes less than twice its idle time")
+	require.Less(t, slices.Min(loaded), 4*idle, "acme's bulk request takes less than four times its idle time")
 }
