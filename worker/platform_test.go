@@ -299,6 +299,19 @@ func TestPlatformTwoRequestsOneContact(t *testing.T) {
 	}
 }
 
+// stopCarriedOut waits until the fake has carried out a stop of the
+// contact, or ctx ends.
+func stopCarriedOut(ctx context.Context, srv *connecttest.Server, contactID string) error {
+	for srv.StopEffects(contactID) == 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
 // heldDescribes is a platform whose DescribeContact calls after the first
 // wait until the fake has carried out a stop of the contact, and then,
 // when gone is set, answer that the platform no longer has it (as
@@ -314,12 +327,8 @@ func (h *heldDescribes) DescribeContact(ctx context.Context, contactID string) (
 	if h.calls.Add(1) == 1 {
 		return h.Platform.DescribeContact(ctx, contactID)
 	}
-	for h.srv.StopEffects(contactID) == 0 {
-		select {
-		case <-ctx.Done():
-			return platform.Status{}, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	if err := stopCarriedOut(ctx, h.srv, contactID); err != nil {
+		return platform.Status{}, err
 	}
 	if h.gone {
 		return platform.Status{}, &platform.Error{Kind: platform.NotFound, Op: "DescribeContact", Code: "ResourceNotFoundException", Status: 404}
@@ -371,12 +380,8 @@ type heldStops struct {
 
 func (h *heldStops) StopContact(ctx context.Context, contactID, reason string) error {
 	if h.calls.Add(1) == 1 {
-		for h.srv.StopEffects(contactID) == 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
+		if err := stopCarriedOut(ctx, h.srv, contactID); err != nil {
+			return err
 		}
 	}
 	return h.Platform.StopContact(ctx, contactID, reason)
