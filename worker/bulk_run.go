@@ -583,7 +583,7 @@ func (r *bulkRun) publish(ctx context.Context, items []*item, count bool) error 
 			}
 		}
 	}
-	for k, ack := range w.pub.Publish(ctx, msgs, w.cfg.RetryMaxElapsed) {
+	for k, ack := range w.pub.PublishBatch(ctx, msgs, w.cfg.RetryMaxElapsed) {
 		it, m := msgOf[k], msgs[k]
 		if ack.Err != nil {
 			err := w.retry(ctx, r.log, func() error {

@@ -203,7 +203,7 @@ func (w *Worker) answer(ctx context.Context, ds []*delivery, start time.Time) {
 			}
 		}
 	}
-	for k, ack := range w.pub.Publish(ctx, msgs, w.cfg.RetryMaxElapsed) {
+	for k, ack := range w.pub.PublishBatch(ctx, msgs, w.cfg.RetryMaxElapsed) {
 		d, m := msgOf[k], msgs[k]
 		if ack.Err != nil {
 			// Timed out or refused: publish again, waiting, with retries;
@@ -256,8 +256,12 @@ func (w *Worker) acknowledge(d *delivery, ack jspub.Ack, start time.Time) {
 	if !w.log.Core().Enabled(level) {
 		return
 	}
-	fields := []zap.Field{zap.String("outcome", outcomeName(res)), zap.Duration("took", took), zap.Bool("duplicate_result", ack.Duplicate),
-		zap.Bool("decided_before", !d.it.out.fresh)}
+	fields := []zap.Field{zap.String("outcome", outcomeName(res)), zap.Duration("took", took), zap.Bool("decided_before", !d.it.out.fresh)}
+	if ack.Duplicate {
+		// Known only of a result published alone: a batch's answer does
+		// not say which of its results were stored before.
+		fields = append(fields, zap.Bool("duplicate_result", true))
+	}
 	if res.Stopped != nil {
 		w.logger(d).Debug("contact stopped", fields...)
 		return

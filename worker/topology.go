@@ -121,6 +121,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) 
 		MaxBytes:   cfg.MaxBytes,
 		MaxMsgSize: maxResultStored,
 		Discard:    jetstream.DiscardOld,
+		// The worker publishes a batch's results as one fast batch
+		// (jspub.PublishBatch): one acknowledgement instead of one each.
+		AllowBatchPublish: true,
 	}, {
 		Name:        events.StreamDeadLetter,
 		Description: "contactstop: copies of requests that ended as INTERNAL_ERROR",

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -762,6 +763,38 @@ func TestServerRestartMidBacklog(t *testing.T) {
 	for id, r := range got {
 		require.NotNil(t, r.result.Stopped, id)
 	}
+}
+
+// TestResultsPublishedInBatches drains a backlog and counts the
+// acknowledgements JetStream sends for results: a batch's results are
+// published as one fast batch, answered once, not once per result.
+func TestResultsPublishedInBatches(t *testing.T) {
+	t.Parallel()
+	e := setup(t, worker.TopologyConfig{})
+	const n = 400
+	e.backlog(n)
+	// Every reply the server sends: the worker's acknowledgements come to
+	// its inboxes, which any connection of the account may also hear.
+	var resultAcks atomic.Int64
+	tap, err := e.nc.Subscribe("_INBOX.>", func(m *nats.Msg) {
+		if bytes.Contains(m.Data, []byte(`"stream":"`+events.StreamResults+`"`)) {
+			resultAcks.Add(1)
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, e.nc.Flush())
+	cfg := fastConfig(t)
+	cfg.Workers, cfg.BatchSize = 64, 32
+	e.start(cfg, nil)
+
+	got := byRequest(t, e.waitIdle(n))
+	require.Len(t, got, n)
+	for id, r := range got {
+		require.NotNil(t, r.result.Stopped, id)
+	}
+	require.NoError(t, tap.Unsubscribe())
+	require.Positive(t, resultAcks.Load())
+	require.Less(t, resultAcks.Load(), int64(n/2), "one acknowledgement per batch of results, not per result")
 }
 
 // TestGracefulShutdownMidBacklog stops a worker mid-backlog, five times

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,10 +47,21 @@ type Publisher struct {
 	nc     *nats.Conn
 	prefix string // "<inbox>.": replies come to <prefix><batch>.<index>
 
-	mu      sync.Mutex
-	sub     *nats.Subscription
-	next    uint64
-	waiting map[uint64]chan<- reply
+	// Batches: answers come to <batchInbox>.<tag><batch>.…; the tag, the
+	// inbox's unique token, makes the batch id unique in the stream.
+	batchInbox  string
+	batchPrefix string // "<batchInbox>.<tag>"
+	batchShort  atomic.Uint64
+	// batchesOffUntil is when PublishBatch may try a batch again (Unix
+	// nanoseconds) after one was refused.
+	batchesOffUntil atomic.Int64
+
+	mu       sync.Mutex
+	sub      *nats.Subscription
+	batchSub *nats.Subscription
+	next     uint64
+	waiting  map[uint64]chan<- reply
+	batches  map[uint64]chan<- *nats.Msg
 }
 
 type reply struct {
@@ -59,7 +71,10 @@ type reply struct {
 
 // New returns a Publisher on nc. It subscribes to its replies on first use.
 func New(nc *nats.Conn) *Publisher {
-	return &Publisher{nc: nc, prefix: nc.NewInbox() + ".", waiting: map[uint64]chan<- reply{}}
+	inbox := nc.NewInbox()
+	return &Publisher{nc: nc, prefix: nc.NewInbox() + ".", waiting: map[uint64]chan<- reply{},
+		batchInbox: inbox, batchPrefix: inbox + "." + inbox[strings.LastIndexByte(inbox, '.')+1:],
+		batches: map[uint64]chan<- *nats.Msg{}}
 }
 
 // Publish publishes msgs, overwriting their Reply, and waits until each is
