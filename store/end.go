@@ -31,8 +31,10 @@ type EndContactParams struct {
 
 // EndOutcome is what EndContacts did for one contact.
 type EndOutcome struct {
-	// Contact is the ENDED record as stored, with its new Revision and
-	// PreviousState, when Err is nil.
+	// Contact is the ENDED record as stored, with its PreviousState, when
+	// Err is nil. Its Revision is the record's new revision when the
+	// write was answered alone, and 0 when it was confirmed with its batch
+	// (a fast batch's answer names no message's sequence).
 	Contact Contact
 	// Err wraps ErrRevisionConflict when the contact changed since it was
 	// read (nothing was written; read it again and decide again),
@@ -44,9 +46,11 @@ type EndOutcome struct {
 
 // EndContacts moves contacts to ENDED, each by a compare-and-set at the
 // revision it was read at, so that a contact is ended at most once however
-// many writers race, and only from the record the caller decided on. Every
-// write is published before any acknowledgement is awaited: one round trip
-// for the batch. It returns one outcome per parameter, in order.
+// many writers race, and only from the record the caller decided on. The
+// writes go out together as one JetStream fast batch, answered once (a
+// write the batch's answer does not confirm, such as one that meets a
+// newer revision, is published again alone and answered alone): one round
+// trip for the batch. It returns one outcome per parameter, in order.
 func (s *KV) EndContacts(ctx context.Context, ps []EndContactParams) []EndOutcome {
 	outs := make([]EndOutcome, len(ps))
 	msgs := make([]*nats.Msg, 0, len(ps))
@@ -73,7 +77,7 @@ func (s *KV) EndContacts(ctx context.Context, ps []EndContactParams) []EndOutcom
 		msg.Header = nats.Header{jetstream.ExpectedLastSubjSeqHeader: revs[i : i+1 : i+1]}
 		msgs, sent = append(msgs, msg), append(sent, i)
 	}
-	for k, ack := range s.pub.Publish(ctx, msgs, opTimeout) {
+	for k, ack := range s.pub.PublishBatch(ctx, msgs, opTimeout) {
 		i := sent[k]
 		c := &ps[i].Contact
 		switch {

@@ -146,6 +146,9 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 		return nil, err
 	}
 	if !cfg.KeepExisting {
+		if err := allowBatches(ctx, js, s.contactsBucket.stream); err != nil {
+			return nil, err
+		}
 		if err := s.markFront(ctx); err != nil {
 			return nil, err
 		}
@@ -214,6 +217,9 @@ func (s *KV) Ensure(ctx context.Context) (recreated []string, err error) {
 			return recreated, fmt.Errorf("store: create bucket %s again: %w", c.Bucket, err)
 		}
 		if c.Bucket == s.cfg.ContactsBucket {
+			if err := allowBatches(ctx, s.js, s.contactsBucket.stream); err != nil {
+				return recreated, err
+			}
 			if err := s.markFront(ctx); err != nil {
 				return recreated, err
 			}
@@ -261,6 +267,27 @@ func (s *KV) markFront(ctx context.Context) error {
 
 // openBucket creates or updates a bucket, or with keepExisting binds to it
 // as it is when it exists.
+// allowBatches lets the contacts bucket's stream take fast batches
+// (nats-server 2.14+), in which EndContacts publishes its writes. A key-value
+// bucket's own configuration has no such setting, and updating the bucket
+// (Open, from any process) turns it off until this turns it on again:
+// meanwhile a batch is refused and its writes go out one by one.
+func allowBatches(ctx context.Context, js jetstream.JetStream, stream string) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("store: stream %s: %w", stream, err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.AllowBatchPublish {
+		return nil
+	}
+	cfg.AllowBatchPublish = true
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("store: let stream %s take batches: %w", stream, err)
+	}
+	return nil
+}
+
 func openBucket(ctx context.Context, js jetstream.JetStream, keepExisting bool, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if keepExisting {
 		kv, err := js.KeyValue(ctx, cfg.Bucket)

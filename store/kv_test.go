@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -618,4 +620,56 @@ func TestInstanceLock(t *testing.T) {
 	for k := range keys.Keys() {
 		t.Errorf("key %q under acme.>", k)
 	}
+}
+
+// TestEndContactsInOneBatch: Open lets the contacts bucket's stream take
+// fast batches, again after an update of the bucket turned that off, and
+// EndContacts' writes go out as one batch, answered once.
+func TestEndContactsInOneBatch(t *testing.T) {
+	t.Parallel()
+	_, js, kv := setup(t)
+	ctx := t.Context()
+	allows := func() bool {
+		st, err := js.Stream(ctx, "KV_contactstop-contacts")
+		require.NoError(t, err)
+		return st.CachedInfo().Config.AllowBatchPublish
+	}
+	require.True(t, allows())
+	// Another process updating the bucket as a plain bucket turns it off;
+	// its Open turns it on again.
+	_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "contactstop-contacts", History: 1,
+		Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute, MaxValueSize: store.MaxContactRecord})
+	require.NoError(t, err)
+	require.False(t, allows())
+	kv, err = store.Open(ctx, js, store.Config{})
+	require.NoError(t, err)
+	require.True(t, allows())
+
+	const n = 50
+	ps := make([]store.EndContactParams, n)
+	for i := range ps {
+		c, err := kv.PutContact(ctx, store.Contact{InstanceID: "acme", ContactID: fmt.Sprint("c-", i), State: store.StateQueued, Channel: store.ChannelVoice})
+		require.NoError(t, err)
+		ps[i] = store.EndContactParams{Contact: c, RequestID: fmt.Sprint("r-", i)}
+	}
+	// Every acknowledgement of the contacts stream the server sends.
+	nc := js.Conn()
+	var acks atomic.Int64
+	tap, err := nc.Subscribe("_INBOX.>", func(m *nats.Msg) {
+		if strings.Contains(string(m.Data), `"stream":"KV_contactstop-contacts"`) {
+			acks.Add(1)
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+	for i, o := range kv.EndContacts(ctx, ps) {
+		require.NoError(t, o.Err, i)
+		require.Zero(t, o.Contact.Revision, "confirmed with its batch")
+		got, err := kv.GetContact(ctx, "acme", ps[i].Contact.ContactID)
+		require.NoError(t, err)
+		require.Equal(t, store.StateEnded, got.State)
+	}
+	require.NoError(t, nc.Flush())
+	require.NoError(t, tap.Unsubscribe())
+	require.EqualValues(t, 1, acks.Load(), "one answer for the batch")
 }
