@@ -25,9 +25,11 @@ import (
 // message after that prefix — the stream refused it, or the batch could
 // not start at all (the stream does not allow batches, too many batches in
 // flight) — is published again alone with Publish, which reports its own
-// error; the stream's duplicate window drops a copy of one that was stored
-// after all. So every message gets the Ack Publish would give it, except
-// that a message confirmed by its batch carries no Sequence, and
+// error. A copy of one that was stored after all is dropped by the
+// stream's duplicate window when it has a Nats-Msg-Id, or refused by its
+// expected-sequence check when it has one (the caller reads again, as for
+// any conflict). So every message gets the Ack Publish would give it,
+// except that a message confirmed by its batch carries no Sequence, and
 // Duplicate false.
 //
 // A message the server refuses before it reaches the batch (too large,
@@ -35,9 +37,10 @@ import (
 // is published again alone. A batch refused as a whole (a stream that does
 // not allow batches, a server older than 2.14 that answers every message
 // alone, too many batches in flight) also turns batches off for a minute:
-// meanwhile PublishBatch is Publish. So it is with one message, or none.
+// meanwhile PublishBatch is Publish. So it is with fewer than minBatch
+// messages.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []*nats.Msg, timeout time.Duration) []Ack {
-	if len(msgs) <= 1 || len(msgs) > maxBatch || time.Now().UnixNano() < p.batchesOffUntil.Load() {
+	if len(msgs) < minBatch || len(msgs) > maxBatch || time.Now().UnixNano() < p.batchesOffUntil.Load() {
 		return p.Publish(ctx, msgs, timeout)
 	}
 	deadline := time.Now().Add(timeout)
@@ -73,6 +76,13 @@ func (p *Publisher) BatchesCut() uint64 { return p.batchShort.Load() }
 
 // batchesOff is how long a refused batch turns batches off.
 const batchesOff = time.Minute
+
+// minBatch is the fewest messages sent as a batch. A batch costs the
+// server a little more to set up and end than it saves on fewer: measured
+// on nats-server 2.15.2, 100,000 messages in batches of 4, server and
+// client CPU together were 21–24 µs per message as a batch against 20–21
+// alone; in batches of 8, 20 against 20–22; of 16, 16–17 against 18–19.
+const minBatch = 8
 
 // maxBatch is the most messages one fast batch may announce as its flow
 // (a uint16 on the server).

@@ -71,6 +71,12 @@ func TestPublishBatch(t *testing.T) {
 	}
 	require.EqualValues(t, 120, storedMsgs(t, st))
 	require.Zero(t, p.BatchesCut())
+
+	// Fewer than eight go out alone, each answered with its sequence.
+	for i, ack := range p.PublishBatch(t.Context(), batchMsgs(7, "s"), 5*time.Second) {
+		require.NoError(t, ack.Err, i)
+		require.NotZero(t, ack.Sequence, i)
+	}
 }
 
 // TestPublishBatchCut: a message the stream refuses is answered alone,
