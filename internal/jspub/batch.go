@@ -197,15 +197,8 @@ var (
 func (p *Publisher) registerBatch(answer chan<- *nats.Msg) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.batchSub == nil {
-		sub, err := p.nc.Subscribe(p.batchInbox+".*.*.fail.*.*.$FI", p.handleBatch)
-		if err != nil {
-			return 0, fmt.Errorf("jspub: subscribe to batch answers: %w", err)
-		}
-		if err := sub.SetPendingLimits(-1, -1); err != nil {
-			return 0, fmt.Errorf("jspub: %w", err)
-		}
-		p.batchSub = sub
+	if err := p.subscribeLocked(&p.batchSub, p.batchInbox+".*.*.fail.*.*.$FI", p.handleBatch); err != nil {
+		return 0, err
 	}
 	p.next++
 	p.batches[p.next] = answer

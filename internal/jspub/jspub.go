@@ -162,21 +162,30 @@ func fail(done []bool, got func(int, *nats.Msg, error), err error) {
 func (p *Publisher) register(replies chan<- reply) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.sub == nil {
-		sub, err := p.nc.Subscribe(p.prefix+"*.*", p.handle)
-		if err != nil {
-			return 0, fmt.Errorf("jspub: subscribe to acknowledgements: %w", err)
-		}
-		// Never drop an acknowledgement as a slow consumer: each batch's
-		// own channel has room for all of its replies.
-		if err := sub.SetPendingLimits(-1, -1); err != nil {
-			return 0, fmt.Errorf("jspub: %w", err)
-		}
-		p.sub = sub
+	if err := p.subscribeLocked(&p.sub, p.prefix+"*.*", p.handle); err != nil {
+		return 0, err
 	}
 	p.next++
 	p.waiting[p.next] = replies
 	return p.next, nil
+}
+
+// subscribeLocked subscribes *sub to subject, once. It never drops a
+// message as a slow consumer: each waiter's channel has room for what it
+// waits for. p.mu is held.
+func (p *Publisher) subscribeLocked(sub **nats.Subscription, subject string, handle nats.MsgHandler) error {
+	if *sub != nil {
+		return nil
+	}
+	s, err := p.nc.Subscribe(subject, handle)
+	if err != nil {
+		return fmt.Errorf("jspub: subscribe to acknowledgements: %w", err)
+	}
+	if err := s.SetPendingLimits(-1, -1); err != nil {
+		return fmt.Errorf("jspub: %w", err)
+	}
+	*sub = s
+	return nil
 }
 
 func (p *Publisher) unregister(id uint64) {
