@@ -265,8 +265,6 @@ func (s *KV) markFront(ctx context.Context) error {
 	return nil
 }
 
-// openBucket creates or updates a bucket, or with keepExisting binds to it
-// as it is when it exists.
 // allowBatches lets the contacts bucket's stream take fast batches
 // (nats-server 2.14+), in which EndContacts publishes its writes. A key-value
 // bucket's own configuration has no such setting, and updating the bucket
@@ -288,6 +286,8 @@ func allowBatches(ctx context.Context, js jetstream.JetStream, stream string) er
 	return nil
 }
 
+// openBucket creates or updates a bucket, or with keepExisting binds to it
+// as it is when it exists.
 func openBucket(ctx context.Context, js jetstream.JetStream, keepExisting bool, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if keepExisting {
 		kv, err := js.KeyValue(ctx, cfg.Bucket)
