@@ -354,20 +354,29 @@ func TestPlatformUnseenContactTwoMessagesOfOneRequest(t *testing.T) {
 			}, 50, 50)
 			b.contact(e, "c-1", true, true)
 			b.srv.HangNext(connecttest.OpStopContact, 1)
-			e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), map[string]string{events.HeaderMsgID: "m-1"})
-			e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), map[string]string{events.HeaderMsgID: "m-2"})
-			cfg := b.cfg
-			cfg.BatchSize = 1 // the two messages in two goroutines, at once
-			e.start(cfg, nil)
-			rs := e.waitIdle(1)
-			require.Len(t, rs, 1, "one result: %+v", rs)
-			require.NotNil(t, rs[0].result.Stopped, "%+v", rs[0].result)
-			e.requireEndedBy("c-1", "r-1")
-			all, _ := b.stopCalls("c-1")
+			all := b.stopTwoMessagesOfOneRequest(t, e)
 			require.Equal(t, 1, all, "one StopContact call")
 			require.Equal(t, 1, b.srv.StopEffects("c-1"))
 		})
 	}
+}
+
+// stopTwoMessagesOfOneRequest publishes request r-1 for c-1 twice, under
+// two message ids, starts a worker taking them one per goroutine, and
+// requires one result, a stop by r-1. It returns the StopContact calls.
+func (b *bound) stopTwoMessagesOfOneRequest(t *testing.T, e *env) int {
+	t.Helper()
+	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), map[string]string{events.HeaderMsgID: "m-1"})
+	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), map[string]string{events.HeaderMsgID: "m-2"})
+	cfg := b.cfg
+	cfg.BatchSize = 1 // the two messages in two goroutines, at once
+	e.start(cfg, nil)
+	rs := e.waitIdle(1)
+	require.Len(t, rs, 1, "one result: %+v", rs)
+	require.NotNil(t, rs[0].result.Stopped, "%+v", rs[0].result)
+	e.requireEndedBy("c-1", "r-1")
+	all, _ := b.stopCalls("c-1")
+	return all
 }
 
 // heldStops is a platform whose first StopContact call waits until the
@@ -405,16 +414,7 @@ func TestPlatformStopNotFoundAfterAnotherMessageStopped(t *testing.T) {
 	// The second message's stop takes effect and its answer is lost: it
 	// records nothing, and the first's "not active" comes first.
 	b.srv.LoseNext(connecttest.OpStopContact, 1)
-	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), map[string]string{events.HeaderMsgID: "m-1"})
-	e.publish("contact.stop.requested.acme", e.request("r-1", "c-1"), map[string]string{events.HeaderMsgID: "m-2"})
-	cfg := b.cfg
-	cfg.BatchSize = 1 // the two messages in two goroutines, at once
-	e.start(cfg, nil)
-	rs := e.waitIdle(1)
-	require.Len(t, rs, 1, "one result: %+v", rs)
-	require.NotNil(t, rs[0].result.Stopped, "%+v", rs[0].result)
-	e.requireEndedBy("c-1", "r-1")
-	all, _ := b.stopCalls("c-1")
+	all := b.stopTwoMessagesOfOneRequest(t, e)
 	require.Equal(t, 2, all, "both messages called")
 	require.Equal(t, 1, b.srv.StopEffects("c-1"))
 }
